@@ -1,0 +1,45 @@
+# tfic — the two commands: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint install protos deploy-check bench clean format
+
+$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) scripts/gen_protos.py
+	touch $(STAMP)
+
+install: $(STAMP)
+
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+## The main job on the embedded default: digits → train → evaluate → classify.
+demo: $(STAMP)
+	$(PY) -m tfic.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+deploy-check: $(STAMP)
+	$(PY) -m pytest -q tests/deploy $(PYTEST_ARGS)
+
+test: $(STAMP) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.train_throughput
+
+clean:
+	rm -rf $(VENV) tfic/v1 .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Dataset readers: class folders, .lst + images, RecordIO .rec, TFRecord — one Sample model."""

@@ -1,0 +1,1 @@
+"""The training pipeline: hyperparameters, tf.data input, models, the fit loop, export."""

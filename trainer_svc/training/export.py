@@ -1,0 +1,90 @@
+"""Export a trained classifier as a TensorFlow Serving version (see :mod:`tfic.modeldir`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+import tfic
+from tfic import modeldir
+from tfic.modeldir import ModelMetadata, VersionWriter
+from trainer_svc.training.graph_preprocess import decode_and_resize
+
+
+class ServingModule(tf.Module):
+    """The exported object: the Keras model plus the two serving signatures.
+
+    The Keras model is tracked as ``model`` so a later run can restore its variables into a
+    freshly built model of the same architecture (incremental training).
+    """
+
+    def __init__(self, model: keras.Model, labels: tuple[str, ...], image_shape: tuple[int, int, int], interpolation: str):
+        super().__init__(name="tfic_serving")
+        self.model = model
+        self.labels = tf.constant(list(labels), dtype=tf.string)
+        height, width, _ = image_shape
+        self._size = (height, width)
+        self._interpolation = interpolation
+        self.serve_bytes = tf.function(
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=modeldir.INPUT_BYTES)]
+        )
+        self.serve_images = tf.function(
+            self._serve_images,
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=modeldir.INPUT_IMAGES)],
+        )
+
+    def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        batch = tf.shape(probabilities)[0]
+        classes = tf.tile(tf.expand_dims(self.labels, 0), tf.stack([batch, 1]))
+        return {modeldir.OUTPUT_PROBABILITIES: probabilities, modeldir.OUTPUT_CLASSES: classes}
+
+    def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        height, width = self._size
+        images = tf.map_fn(
+            lambda b: decode_and_resize(b, self._size, self._interpolation),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
+        )
+        return self._outputs(images)
+
+    def _serve_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._outputs(images)
+
+
+def save_serving_model(path: Path, model: keras.Model, meta: ModelMetadata) -> None:
+    """Write the SavedModel and its metadata into ``path`` (a staging directory)."""
+    module = ServingModule(model, meta.labels, meta.image_shape, meta.preprocessing.interpolation)
+    tf.saved_model.save(
+        module,
+        str(path),
+        signatures={
+            modeldir.SIGNATURE_BYTES: module.serve_bytes,
+            modeldir.SIGNATURE_IMAGES: module.serve_images,
+        },
+    )
+    modeldir.write_metadata(path, meta)
+
+
+def export_version(model_base_path: str | Path, model_name: str, model: keras.Model, meta: ModelMetadata) -> tuple[int, Path]:
+    """Stage, write and atomically publish the next version; returns (version, path)."""
+    if not meta.created:
+        meta = ModelMetadata(
+            **{**meta.__dict__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "tfic_version": tfic.__version__}
+        )
+    writer = VersionWriter(model_base_path, model_name)
+    with writer as tmp:
+        save_serving_model(tmp, model, meta)
+    assert writer.version is not None and writer.path is not None
+    return writer.version, writer.path
+
+
+def restore_into(model: keras.Model, version_dir: Path) -> None:
+    """Load an exported version's variables into ``model`` (same architecture required)."""
+    ckpt = tf.train.Checkpoint(model=model)
+    status = ckpt.read(str(version_dir / "variables" / "variables"))
+    status.expect_partial()
+    status.assert_existing_objects_matched()

@@ -1,0 +1,336 @@
+"""SageMaker-compatible hyperparameters: one table, one parser, shared by the CLI and the service.
+
+Names follow SageMaker's "Image Classification - TensorFlow" algorithm; the MXNet algorithm's
+names are accepted as aliases. Values may arrive as strings (CLI flags, JSON files written by
+SageMaker tooling, the gRPC string map) or as native JSON values. An unknown name or a value out
+of range raises :class:`InvalidHyperparameter` naming what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from tfic.errors import InvalidHyperparameter
+from tfic.imaging import INTERPOLATIONS
+
+RESNET_DEPTHS = (18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110)
+
+
+def _bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidHyperparameter(f"{name}: expected true or false, got {raw!r}", name=name)
+
+
+def _number(name: str, raw: Any, kind: type) -> Any:
+    if isinstance(raw, bool):
+        raise InvalidHyperparameter(f"{name}: expected a number, got {raw!r}", name=name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidHyperparameter(f"{name}: expected a number, got {raw!r}", name=name) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidHyperparameter(f"{name}: expected a finite number, got {raw!r}", name=name)
+    if kind is int:
+        if not value.is_integer():
+            raise InvalidHyperparameter(f"{name}: expected an integer, got {raw!r}", name=name)
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str  # int, float, bool, choice, str, int_list, image_shape
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself not allowed
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+    aliases: tuple[str, ...] = ()
+    rejected: str = ""  # accepted name, but tfic refuses any value but the default, with this reason
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        lo = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
+        hi = "" if self.high is None else (f"< {self.high:g}" if self.high_open else f"<= {self.high:g}")
+        return " and ".join(x for x in (lo, hi) if x) or "any value"
+
+    def parse(self, raw: Any) -> Any:
+        value: Any
+        if self.kind == "bool":
+            value = _bool(self.name, raw)
+        elif self.kind in ("int", "float"):
+            value = _number(self.name, raw, int if self.kind == "int" else float)
+            self._check_range(value)
+        elif self.kind == "choice":
+            value = self._parse_choice(raw)
+        elif self.kind == "int_list":
+            value = self._parse_int_list(raw)
+        elif self.kind == "image_shape":
+            value = parse_image_shape(raw)
+        else:
+            value = str(raw)
+        if self.rejected and value != self.default:
+            raise InvalidHyperparameter(f"{self.name}={raw!r} is not supported: {self.rejected}", name=self.name)
+        return value
+
+    def _check_range(self, value: float) -> None:
+        bad = (
+            (self.low is not None and (value < self.low or (self.low_open and value == self.low)))
+            or (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+        )
+        if bad:
+            raise InvalidHyperparameter(
+                f"{self.name}={value:g} is out of range: must be {self.describe_range()}", name=self.name
+            )
+
+    def _parse_choice(self, raw: Any) -> Any:
+        for choice in self.choices:
+            if isinstance(choice, int) and not isinstance(raw, bool):
+                try:
+                    if float(raw) == choice:
+                        return choice
+                except (TypeError, ValueError):
+                    continue
+            elif str(raw).strip().lower() == str(choice).lower():
+                return choice
+        raise InvalidHyperparameter(f"{self.name}={raw!r} is not allowed: must be {self.describe_range()}", name=self.name)
+
+    def _parse_int_list(self, raw: Any) -> tuple[int, ...]:
+        items = raw if isinstance(raw, list | tuple) else [x for x in str(raw).replace(" ", "").split(",") if x]
+        values = tuple(_number(self.name, x, int) for x in items)
+        if any(v < 1 for v in values) or list(values) != sorted(set(values)):
+            raise InvalidHyperparameter(
+                f"{self.name}={raw!r}: expected increasing positive epoch numbers such as \"10,20\"", name=self.name
+            )
+        return values
+
+
+def parse_image_shape(raw: Any) -> tuple[int, int, int] | None:
+    """MXNet's "C,H,W" (e.g. "3,224,224"); "H,W" and a single "S" are accepted too. Returns (H, W, C)."""
+    if raw is None or str(raw).strip() in ("", "auto", "none"):
+        return None
+    parts = [p for p in str(raw).replace(" ", "").replace("x", ",").split(",") if p]
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) == 1:
+        nums = [3, nums[0], nums[0]]
+    elif len(nums) == 2:
+        nums = [3, *nums]
+    if len(nums) != 3 or nums[0] != 3 or not (8 <= nums[1] <= 2048 and 8 <= nums[2] <= 2048):
+        raise InvalidHyperparameter(
+            f"image_shape={raw!r}: expected \"3,H,W\" with 3 channels and 8 <= H, W <= 2048 (e.g. \"3,224,224\")",
+            name="image_shape",
+        )
+    return nums[1], nums[2], nums[0]
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("epochs", "int", 3, "passes over the training data", 1, 100_000),
+    Spec("batch_size", "int", 32, "images per step (global, across devices)", 1, 8192, aliases=("mini_batch_size",)),
+    Spec("learning_rate", "float", 0.001, "optimizer step size", 0, 10, low_open=True),
+    Spec(
+        "optimizer", "choice", "adam", "optimizer",
+        choices=("adam", "sgd", "nesterov", "rmsprop", "adagrad", "adadelta", "nag"),
+    ),
+    Spec("momentum", "float", 0.9, "sgd/nesterov/rmsprop momentum", 0, 1, high_open=True),
+    Spec("beta_1", "float", 0.9, "adam beta_1", 0, 1, low_open=True, high_open=True),
+    Spec("beta_2", "float", 0.999, "adam beta_2", 0, 1, low_open=True, high_open=True),
+    Spec("epsilon", "float", 1e-7, "optimizer epsilon", 0, 1, low_open=True, aliases=("eps",)),
+    Spec("rho", "float", 0.95, "rmsprop/adadelta decay", 0, 1, low_open=True, high_open=True, aliases=("gamma",)),
+    Spec("initial_accumulator_value", "float", 1e-4, "adagrad initial accumulator", 0, 1e3),
+    Spec("regularizers_l2", "float", 1e-4, "L2 penalty on the dense head", 0, 1, aliases=("weight_decay",)),
+    Spec("dropout_rate", "float", 0.2, "dropout before the dense head", 0, 1, high_open=True),
+    Spec("label_smoothing", "float", 0.1, "label smoothing of the cross-entropy", 0, 1, high_open=True),
+    Spec("early_stopping", "bool", False, "stop when validation loss stops improving"),
+    Spec("early_stopping_patience", "int", 5, "epochs without improvement before stopping", 1, 10_000),
+    Spec("early_stopping_min_delta", "float", 0.0, "smallest absolute improvement that counts", 0, 1e6),
+    Spec("early_stopping_min_epochs", "int", 0, "never stop before this many epochs", 0, 100_000),
+    Spec(
+        "validation_split_ratio", "float", 0.2, "share of training data held out when no validation channel is given",
+        0, 1, low_open=True, high_open=True, aliases=("validation-split-ratio",),
+    ),
+    Spec("image_shape", "image_shape", None, "\"3,H,W\" input size (default: the model's own)"),
+    Spec("model", "choice", "resnet", "architecture for full training", choices=("resnet", "small_cnn")),
+    Spec("num_layers", "choice", 18, "ResNet depth for full training", choices=RESNET_DEPTHS),
+    Spec("top_k", "int", 5, "k of the top-k accuracy metric", 1, 1000),
+    Spec("lr_scheduler_step", "int_list", (), "epochs at which the learning rate is multiplied by the factor"),
+    Spec("lr_scheduler_factor", "float", 0.1, "learning-rate decay factor", 0, 1, low_open=True),
+    Spec("use_weighted_loss", "bool", False, "weight classes by inverse frequency (imbalanced data)"),
+    Spec("checkpoint_frequency", "int", 1, "epochs between checkpoints (0: none; --resume needs them)", 0, 100_000),
+    Spec("precision_dtype", "choice", "float32", "compute precision", choices=("float32", "float16", "bfloat16")),
+    Spec("image_resize_interpolation", "choice", "bilinear", "resize method", choices=INTERPOLATIONS),
+    Spec("augmentation", "bool", False, "random flip / rotation / zoom during training"),
+    Spec(
+        "augmentation_random_flip", "choice", "horizontal_and_vertical", "flip mode when augmenting",
+        choices=("none", "horizontal", "vertical", "horizontal_and_vertical"),
+    ),
+    Spec("augmentation_random_rotation", "float", 0.2, "max rotation as a fraction of 2π", 0, 1),
+    Spec("augmentation_random_zoom", "float", 0.1, "max zoom fraction", 0, 1, high_open=True),
+    Spec(
+        "augmentation_type", "choice", "none", "MXNet-style augmentation (implies augmentation=true)",
+        choices=("none", "crop", "crop_color", "crop_color_transform"),
+    ),
+    Spec("seed", "int", 12345, "seed for shuffling, splitting, augmentation and initialisation", 0, 2**31 - 1),
+    Spec("train_only_top_layer", "bool", False, "freeze the backbone and train only the head"),
+    Spec("reinitialize_top_layer", "choice", "Auto", "new head for a base model", choices=("Auto", "True", "False")),
+    Spec("backbone_learning_rate_multiplier", "float", 1.0, "fine-tuning: backbone lr = lr × this", 0, 1),
+    Spec("use_pretrained_model", "bool", False, "MXNet's transfer-learning switch (= --base-model efficientnet_lite0)"),
+    Spec("num_classes", "int", 0, "checked against the data when given", 0, 1_000_000),
+    Spec("num_training_samples", "int", 0, "checked against the data when given", 0, 10**10),
+    Spec("multi_label", "bool", False, "multi-label training", rejected="multi-label training is not supported yet"),
+    Spec("binary_mode", "bool", False, "one sigmoid output", rejected="binary_mode is not supported yet; use 2 classes"),
+    Spec("eval_metric", "choice", "accuracy", "tuning metric", choices=("accuracy",)),
+    Spec(
+        "resize", "int", 0, "MXNet pre-crop resize", 0, 100_000,
+        rejected="tfic resizes whole images to image_shape in training and serving alike (no crop skew)",
+    ),
+    Spec("kv_store", "str", "", "MXNet distribution mode", rejected="use --strategy multi-worker instead"),
+)
+
+_BY_NAME: dict[str, Spec] = {}
+for _spec in SPECS:
+    _BY_NAME[_spec.name] = _spec
+    for _alias in _spec.aliases:
+        _BY_NAME[_alias] = _spec
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    rho: float = 0.95
+    initial_accumulator_value: float = 1e-4
+    regularizers_l2: float = 1e-4
+    dropout_rate: float = 0.2
+    label_smoothing: float = 0.1
+    early_stopping: bool = False
+    early_stopping_patience: int = 5
+    early_stopping_min_delta: float = 0.0
+    early_stopping_min_epochs: int = 0
+    validation_split_ratio: float = 0.2
+    image_shape: tuple[int, int, int] | None = None
+    model: str = "resnet"
+    num_layers: int = 18
+    top_k: int = 5
+    lr_scheduler_step: tuple[int, ...] = ()
+    lr_scheduler_factor: float = 0.1
+    use_weighted_loss: bool = False
+    checkpoint_frequency: int = 1
+    precision_dtype: str = "float32"
+    image_resize_interpolation: str = "bilinear"
+    augmentation: bool = False
+    augmentation_random_flip: str = "horizontal_and_vertical"
+    augmentation_random_rotation: float = 0.2
+    augmentation_random_zoom: float = 0.1
+    augmentation_type: str = "none"
+    seed: int = 12345
+    train_only_top_layer: bool = False
+    reinitialize_top_layer: str = "Auto"
+    backbone_learning_rate_multiplier: float = 1.0
+    use_pretrained_model: bool = False
+    num_classes: int = 0
+    num_training_samples: int = 0
+    multi_label: bool = False
+    binary_mode: bool = False
+    eval_metric: str = "accuracy"
+    resize: int = 0
+    kv_store: str = ""
+
+    @property
+    def augment(self) -> bool:
+        return self.augmentation or self.augmentation_type != "none"
+
+    @property
+    def canonical_optimizer(self) -> str:
+        return "nesterov" if self.optimizer == "nag" else self.optimizer
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def parse(values: Mapping[str, Any]) -> Hyperparameters:
+    """Validate a name → value mapping (strings or JSON values) into :class:`Hyperparameters`."""
+    parsed: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    for raw_name, raw in values.items():
+        name = raw_name.strip()
+        spec = _BY_NAME.get(name) or _BY_NAME.get(name.replace("-", "_"))
+        if spec is None:
+            raise InvalidHyperparameter(_unknown_message(raw_name), name=raw_name)
+        if spec.name in given_as:
+            raise InvalidHyperparameter(
+                f"{spec.name} is given twice (as {given_as[spec.name]!r} and {raw_name!r})", name=spec.name
+            )
+        given_as[spec.name] = raw_name
+        parsed[spec.name] = spec.parse(raw)
+    hp = Hyperparameters(**parsed)
+    _check_consistency(hp)
+    return hp
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name.replace("-", "_"), list(_BY_NAME), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown hyperparameter {name!r}{hint} (allowed: {', '.join(s.name for s in SPECS)})"
+
+
+def _check_consistency(hp: Hyperparameters) -> None:
+    if hp.lr_scheduler_step and hp.lr_scheduler_step[-1] > hp.epochs:
+        raise InvalidHyperparameter(
+            f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond epochs={hp.epochs}",
+            name="lr_scheduler_step",
+        )
+    if hp.precision_dtype != "float32" and hp.optimizer in ("adadelta",):
+        raise InvalidHyperparameter("precision_dtype float16/bfloat16 is not supported with adadelta", name="precision_dtype")
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    """A SageMaker-style hyperparameters file: one JSON object of name → value (values often strings)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InvalidHyperparameter(f"hyperparameters file {path} does not exist") from None
+    except ValueError as exc:
+        raise InvalidHyperparameter(f"hyperparameters file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidHyperparameter(f"hyperparameters file {path} must hold a JSON object of name: value")
+    return data
+
+
+def specs() -> tuple[Spec, ...]:
+    return SPECS
+
+
+def cli_flag_names() -> list[str]:
+    """Every accepted name (canonical and aliases), for building ``--name VALUE`` flags."""
+    return sorted(_BY_NAME)
+
+
+Parser = Callable[[Mapping[str, Any]], Hyperparameters]

@@ -1,0 +1,85 @@
+"""The classifier every tfic model is: preprocessing → feature extractor → dropout → dense softmax.
+
+Inputs are float32 RGB pixels in 0..255 at the model's image size, so the preprocessing a
+backbone needs (scale, offset, mean/std) lives inside the graph and travels with the export.
+Layer names are part of the contract incremental training relies on: ``preprocess``,
+``features``, ``head_dropout``, ``head``, ``probabilities``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+from tf_keras import layers
+
+from tfic.modeldir import Preprocessing
+
+
+@keras.utils.register_keras_serializable(package="tfic")
+class Preprocess(layers.Layer):  # type: ignore[misc]
+    """``(x * scale + offset - mean) / std`` per channel, computed in float32."""
+
+    def __init__(
+        self,
+        scale: float = 1.0 / 255.0,
+        offset: float = 0.0,
+        mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+        std: tuple[float, ...] = (1.0, 1.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.offset = float(offset)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(inputs, tf.float32) * self.scale + self.offset
+        x = (x - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+        return tf.cast(x, self.compute_dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset, "mean": self.mean, "std": self.std}
+
+
+def build_classifier(
+    features: keras.Model,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    preprocessing: Preprocessing,
+    dropout_rate: float,
+    regularizers_l2: float,
+    seed: int,
+    backbone_inference_mode: bool = False,
+) -> keras.Model:
+    """Wrap a feature extractor with the preprocessing layer and a new classification head.
+
+    ``backbone_inference_mode`` keeps BatchNorm statistics frozen while fine-tuning a
+    pretrained network (small batches would otherwise wreck them).
+    """
+    inputs = keras.Input(image_shape, dtype=tf.float32, name="images")
+    x = Preprocess(
+        preprocessing.scale, preprocessing.offset, preprocessing.mean, preprocessing.std, name="preprocess"
+    )(inputs)
+    features._name = "features"
+    x = features(x, training=False) if backbone_inference_mode else features(x)
+    x = layers.Dropout(dropout_rate, seed=seed, name="head_dropout")(x)
+    logits = layers.Dense(
+        num_classes,
+        kernel_regularizer=keras.regularizers.l2(regularizers_l2) if regularizers_l2 > 0 else None,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        name="head",
+    )(x)
+    # Softmax in float32 so mixed-precision training still exports float32 probabilities.
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name="tfic_classifier")
+
+
+def features_of(model: keras.Model) -> keras.Model:
+    return model.get_layer("features")
+
+
+def head_of(model: keras.Model) -> layers.Dense:
+    return model.get_layer("head")

@@ -1,0 +1,125 @@
+"""The tf.data input pipeline: one path from any DataSource to batches of (pixels, one-hot labels).
+
+Decoding and resizing here are the same operations the exported ``serving_default`` signature
+runs (see :mod:`trainer_svc.training.graph_preprocess`), so a model sees identical pixels in
+training, evaluation and serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer_svc.data.source import DataSource
+from trainer_svc.training.graph_preprocess import decode_and_resize
+from trainer_svc.training.hyperparameters import Hyperparameters
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Decoded datasets up to this size are cached in memory after the first epoch.
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    image_shape: tuple[int, int, int]
+    interpolation: str
+    num_classes: int
+
+
+def _encoded(source: DataSource) -> tf.data.Dataset:
+    labels = np.asarray([s.label for s in source.samples], dtype=np.int32)
+    if source.file_backed:
+        paths = [s.path for s in source.samples]
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+        return ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE)
+
+    def generate() -> Iterator[tuple[bytes, int]]:
+        for sample in source.samples:
+            yield source.read(sample), sample.label
+
+    return tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)),
+    ).apply(tf.data.experimental.assert_cardinality(len(labels)))
+
+
+def _augmenter(hp: Hyperparameters, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+    if not hp.augment:
+        return None
+    height, width, _ = image_shape
+    steps: list[keras.layers.Layer] = []
+    if hp.augmentation_type in ("crop", "crop_color", "crop_color_transform"):
+        # MXNet's random crop: zoom in by up to ~12% and crop back to size.
+        steps.append(keras.layers.RandomZoom((-0.12, 0.0), seed=hp.seed, fill_mode="reflect"))
+    if hp.augmentation_type in ("crop_color", "crop_color_transform"):
+        steps.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=hp.seed))
+        steps.append(keras.layers.RandomContrast(0.2, seed=hp.seed))
+    if hp.augmentation_type == "crop_color_transform":
+        steps.append(keras.layers.RandomRotation(10 / 360, seed=hp.seed, fill_mode="reflect"))
+    if hp.augmentation:
+        if hp.augmentation_random_flip != "none":
+            steps.append(keras.layers.RandomFlip(hp.augmentation_random_flip, seed=hp.seed))
+        if hp.augmentation_random_rotation > 0:
+            steps.append(keras.layers.RandomRotation(hp.augmentation_random_rotation, seed=hp.seed, fill_mode="reflect"))
+        if hp.augmentation_random_zoom > 0:
+            steps.append(keras.layers.RandomZoom(hp.augmentation_random_zoom, seed=hp.seed, fill_mode="reflect"))
+    if not steps:
+        return None
+    return keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation")
+
+
+def make_dataset(
+    source: DataSource,
+    spec: InputSpec,
+    batch_size: int,
+    training: bool,
+    hp: Hyperparameters,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 [B, C] one-hot labels)."""
+    height, width, _ = spec.image_shape
+    n = len(source.samples)
+    decoded_bytes = n * height * width * 3
+    cache = decoded_bytes <= cache_bytes
+    ds = _encoded(source)
+    if training and not cache:
+        ds = ds.shuffle(min(n, 50_000), seed=hp.seed, reshuffle_each_iteration=True)
+
+    def decode(data: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = decode_and_resize(data, (height, width), spec.interpolation)
+        return tf.cast(image, tf.uint8), label
+
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(n, seed=hp.seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    num_classes = spec.num_classes
+
+    def to_float(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
+
+    ds = ds.batch(batch_size, drop_remainder=False).map(to_float, num_parallel_calls=AUTOTUNE)
+    augment = _augmenter(hp, spec.image_shape) if training else None
+    if augment is not None:
+        ds = ds.map(
+            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y), num_parallel_calls=AUTOTUNE
+        )
+    options = tf.data.Options()
+    options.experimental_deterministic = not training or augment is None
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def class_weights(source: DataSource) -> dict[int, float]:
+    """Inverse-frequency weights normalised to mean 1 (``use_weighted_loss``)."""
+    counts = np.bincount([s.label for s in source.samples], minlength=source.num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+    return {i: float(w) for i, w in enumerate(weights)}
