@@ -1,0 +1,1 @@
+"""The ``tfic`` command-line interface."""

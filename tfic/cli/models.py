@@ -1,0 +1,230 @@
+"""``tfic train``, ``tfic evaluate`` and ``tfic predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tfic.errors import InvalidArgument
+
+FORMATS = ("folder", "lst", "recordio", "tfrecord")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _register_train(sub)
+    _register_evaluate(sub)
+    _register_predict(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from trainer_svc.training.hyperparameters import specs
+    from trainer_svc.training.strategy import STRATEGIES
+
+    p = sub.add_parser(
+        "train",
+        help="train a classifier and publish a new model version",
+        description=(
+            "Train from DATA (a class-folder directory, a .lst with --image-root, a .rec, or a .tfrecord) and write "
+            "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). Hyperparameters use "
+            "SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("data", help="training data")
+    p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
+    p.add_argument("--format", choices=FORMATS, help="data format (default: inferred from the path)")
+    p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
+    p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
+    p.add_argument("--model-base-path", required=True, type=Path, help="model repository root")
+    p.add_argument("--model-name", required=True, help="model name (a folder under the base path)")
+    p.add_argument("--base-model", help="backbone name (transfer learning) or a tfic model version (incremental)")
+    p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (SageMaker's format)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--work-dir", type=Path, help="checkpoint directory (default: BASE/.work/NAME)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto", help="distribution strategy")
+    p.add_argument("--metrics-log", type=Path, help="append one JSON object per event/epoch to this file")
+    p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = p.add_argument_group("hyperparameters (SageMaker names; aliases accepted)")
+    seen: set[str] = set()
+    for spec in specs():
+        names = [spec.name, *spec.aliases]
+        options = []
+        for n in names:
+            for opt in (f"--{n}", f"--{n.replace('_', '-')}"):
+                if opt not in seen:
+                    seen.add(opt)
+                    options.append(opt)
+        group.add_argument(
+            *options,
+            dest=f"hp__{spec.name}",
+            metavar="V",
+            action="append",
+            help=f"{spec.help} ({spec.describe_range()}; default {spec.default})",
+        )
+    p.set_defaults(handler=_train)
+
+
+def hyperparameter_values(args: argparse.Namespace) -> dict[str, Any]:
+    from trainer_svc.training.hyperparameters import load_json
+
+    values: dict[str, Any] = load_json(args.hyperparameters) if args.hyperparameters else {}
+    for key, given in vars(args).items():
+        if key.startswith("hp__") and given:
+            if len(given) > 1:
+                raise InvalidArgument(f"hyperparameter {key[4:]} is given {len(given)} times")
+            name = key[4:]
+            # A flag overrides the file, whatever spelling (alias) the file used.
+            from trainer_svc.training.hyperparameters import SPECS
+
+            spec = next(s for s in SPECS if s.name == name)
+            for alias in (name, *spec.aliases):
+                values.pop(alias, None)
+            values[name] = given[0]
+    return values
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer_svc.training import hyperparameters
+    from trainer_svc.training.events import JsonLinesSink, fan_out, null_sink
+    from trainer_svc.training.train import Channel, TrainRequest, run
+
+    hp = hyperparameters.parse(hyperparameter_values(args))
+    request = TrainRequest(
+        train=Channel(args.data, args.format, args.image_root),
+        validation=Channel(args.validation, args.format, args.validation_image_root) if args.validation else None,
+        model_base_path=args.model_base_path,
+        model_name=args.model_name,
+        hyperparameters=hp,
+        base_model=args.base_model,
+        work_dir=args.work_dir,
+        resume=args.resume,
+        strategy=args.strategy,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    sinks = [_print_sink] if not args.json else [JsonLinesSink(stream=sys.stdout)]
+    if args.metrics_log:
+        sinks.append(JsonLinesSink(args.metrics_log))
+    result = run(request, fan_out(*sinks) if sinks else null_sink)
+    if result.path is not None:
+        if not args.json:
+            print(f"wrote {args.model_name} version {result.version} to {result.path}")
+    return 0
+
+
+def _print_sink(event: dict[str, Any]) -> None:
+    kind = event.get("type")
+    if kind == "data":
+        print(
+            f"data: {len(event['classes'])} classes, {event['train_images']} training and "
+            f"{event['validation_images']} validation images"
+            + (f", {len(event['skipped'])} unreadable images skipped" if event["skipped"] else ""),
+            file=sys.stderr,
+        )
+        for s in event["skipped"]:
+            print(f"  skipped {s['key']}: {s['reason']}", file=sys.stderr)
+    elif kind == "epoch":
+        m = event["metrics"]
+        shown = " ".join(f"{k}={v:.4f}" for k, v in m.items())
+        print(f"epoch {event['epoch']}/{event['epochs']} {shown} ({event['images_per_second']:.0f} img/s)", file=sys.stderr)
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model version on labelled data",
+        description="Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also saved as PNG).",
+    )
+    p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
+    p.add_argument("data", help="labelled data in any supported format")
+    p.add_argument("--format", choices=FORMATS)
+    p.add_argument("--image-root")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--confusion-png", type=Path, help="where to save the confusion matrix (default: ./confusion_matrix.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer_svc.data.loader import load_source, scan
+    from trainer_svc.training.evaluate import evaluate, format_report, save_confusion_png
+
+    if args.top_k < 1:
+        raise InvalidArgument("--top-k must be at least 1")
+    source = scan(load_source(args.data, args.format, args.image_root))
+    result = evaluate(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
+    if args.json:
+        print(json.dumps({**result.to_dict(), "top_k_accuracy": result.top_k_accuracy, "confusion_png": str(png)}))
+    else:
+        print(format_report(result))
+        print(f"\nconfusion matrix saved to {png}")
+    return 0
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "predict",
+        help="classify images with a local model version, an inference server or a gateway",
+        description=(
+            "Print {\"probabilities\", \"labels\", \"predicted_label\"} for one image, or JSON Lines (one object per "
+            "image, like SageMaker batch transform) for several images or a folder."
+        ),
+    )
+    p.add_argument("model", nargs="?", help="BASE/NAME[/VERSION] for local prediction (omit with --server/--gateway)")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=0, help="only the K most probable classes, highest first")
+    p.add_argument("--server", help="inference service HOST:PORT (gRPC)")
+    p.add_argument("--gateway", help="gateway URL, e.g. http://localhost:8080")
+    p.add_argument("--model-name", help="model name on the server or gateway")
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trainer_svc.training.predict import LocalPredictor, list_images, predict_paths
+
+    if args.top_k < 0:
+        raise InvalidArgument("--top-k must be >= 0")
+    targets = list(args.images)
+    if args.server or args.gateway:
+        from tfic.cli import remote
+
+        if args.model is not None:
+            targets.insert(0, args.model)
+        return remote.predict(args, targets)
+    if args.model is None:
+        raise InvalidArgument("give a model path, or --server/--gateway")
+    paths = [p for t in targets for p in list_images(Path(t))]
+    if not paths:
+        raise InvalidArgument(f"no images found in {', '.join(targets)}")
+    predictor = LocalPredictor(args.model)
+    single = len(paths) == 1 and Path(targets[0]).is_file()
+    failures = 0
+    progress = _progress(len(paths)) if not single else None
+    for result in predict_paths(predictor, paths, args.top_k):
+        if progress is not None:
+            progress.update(1)
+        if "error" in result:
+            failures += 1
+        if single:
+            if "error" in result:
+                raise InvalidArgument(f"{result['source']}: {result['error']}")
+            result.pop("source")
+            print(json.dumps(result))
+        else:
+            print(json.dumps(result), flush=True)
+    if progress is not None:
+        progress.close()
+    return 1 if failures else 0
+
+
+def _progress(total: int) -> Any:
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr)

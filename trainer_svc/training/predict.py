@@ -1,0 +1,80 @@
+"""``tfic predict`` on a local model version: the verbose JSON per image, like SageMaker's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfic.errors import InvalidImage, NotFound, TficError
+from tfic.imaging import check_decodable
+from tfic.modeldir import SIGNATURE_BYTES, read_metadata, resolve_version_dir
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+
+
+def list_images(target: Path) -> list[Path]:
+    if target.is_file():
+        return [target]
+    if target.is_dir():
+        return sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    raise NotFound(f"{target} does not exist")
+
+
+class LocalPredictor:
+    """Runs a model version's ``serving_default`` signature (in-graph decode and resize)."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.version_dir = resolve_version_dir(model_path)
+        self.meta = read_metadata(self.version_dir)
+        self._fn = tf.saved_model.load(str(self.version_dir)).signatures[SIGNATURE_BYTES]
+
+    def predict_bytes(self, images: list[bytes]) -> np.ndarray:
+        for data in images:
+            check_decodable(data)  # a precise error instead of a TensorFlow stack trace
+        out = self._fn(image_bytes=tf.constant(images))
+        return np.asarray(out["probabilities"].numpy())
+
+
+def result_for(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int = 0) -> dict[str, Any]:
+    order = np.argsort(-probabilities, kind="stable")
+    if top_k > 0:
+        order = order[:top_k]
+        return {
+            "probabilities": [float(probabilities[i]) for i in order],
+            "labels": [labels[i] for i in order],
+            "predicted_label": labels[int(order[0])],
+        }
+    return {
+        "probabilities": [float(p) for p in probabilities],
+        "labels": list(labels),
+        "predicted_label": labels[int(order[0])],
+    }
+
+
+def predict_paths(predictor: LocalPredictor, paths: list[Path], top_k: int = 0, batch: int = 32) -> Iterator[dict[str, Any]]:
+    """One result per path, in order; unreadable images yield an ``error`` entry, not an exception."""
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        good: list[tuple[Path, bytes]] = []
+        errors: dict[Path, str] = {}
+        for p in chunk:
+            try:
+                data = p.read_bytes()
+                check_decodable(data)
+                good.append((p, data))
+            except (OSError, TficError) as exc:
+                errors[p] = str(exc) if isinstance(exc, TficError) else f"cannot read file: {exc}"
+        probs = predictor.predict_bytes([d for _, d in good]) if good else np.zeros((0, 0))
+        by_path = {p: probs[i] for i, (p, _) in enumerate(good)}
+        for p in chunk:
+            if p in errors:
+                yield {"source": str(p), "error": errors[p]}
+            else:
+                yield {"source": str(p), **result_for(by_path[p], predictor.meta.labels, top_k)}
+
+
+__all__ = ["InvalidImage", "LocalPredictor", "list_images", "predict_paths", "result_for"]

@@ -1,0 +1,59 @@
+"""Distribution strategies on TensorFlow's own engine (``--strategy``).
+
+tfic trains with tf_keras (Keras 2), whose ``fit`` supports every ``tf.distribute`` strategy,
+including MultiWorkerMirroredStrategy driven by ``TF_CONFIG`` (Keras 3's ``fit`` does not:
+keras-team/keras#20585). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from tfic.errors import InvalidArgument
+
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised; growth must be set before first use
+    if name == "auto":
+        if os.environ.get("TF_CONFIG") and len(_tf_config().get("cluster", {}).get("worker", [])) > 1:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "one-device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise InvalidArgument("--strategy multi-worker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise InvalidArgument(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _tf_config() -> dict:  # type: ignore[type-arg]
+    try:
+        data = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except ValueError:
+        raise InvalidArgument("TF_CONFIG is not valid JSON") from None
+    return data if isinstance(data, dict) else {}
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Worker 0 (or the chief task) writes the model; other workers write to temporary dirs."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task = _tf_config().get("task", {})
+    task_type, task_id = task.get("type"), int(task.get("index", 0))
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in _tf_config().get("cluster", {})
+    return task_type == "worker" and task_id == 0 and not has_chief
