@@ -44,11 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     _step("2. full training: a small CNN from random weights")
     _run(
         [
-            "train", str(data), "--model-base-path", str(models), "--model-name", "digits",
-            "--model", "small_cnn", "--image_shape", "3,32,32", "--epochs", str(args.epochs),
-            "--batch_size", "32", "--learning_rate", "0.003", "--label_smoothing", "0.05",
-            "--validation_split_ratio", "0.2", "--early_stopping", "true", "--early_stopping_patience", "4",
-            "--metrics-log", str(out / "train-log.jsonl"),
+            "train",
+            str(data),
+            "--model-base-path",
+            str(models),
+            "--model-name",
+            "digits",
+            "--model",
+            "small_cnn",
+            "--image_shape",
+            "3,32,32",
+            "--epochs",
+            str(args.epochs),
+            "--batch_size",
+            "32",
+            "--learning_rate",
+            "0.003",
+            "--label_smoothing",
+            "0.05",
+            "--validation_split_ratio",
+            "0.2",
+            "--early_stopping",
+            "true",
+            "--early_stopping_patience",
+            "4",
+            "--metrics-log",
+            str(out / "train-log.jsonl"),
         ]
     )
     from tfic.modeldir import latest_version, read_metadata

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def grpc_code(exc: BaseException) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, status_for(exc).grpc_code)
+    code: grpc.StatusCode = getattr(grpc.StatusCode, status_for(exc).grpc_code)
+    return code
 
 
 async def _abort(context: aio.ServicerContext, method: str, exc: BaseException) -> None:
@@ -49,7 +50,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method = handler_call_details.method
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+            inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: aio.ServicerContext) -> Any:
                 try:
@@ -63,7 +64,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
+            inner_us: Any = handler.unary_stream
 
             async def unary_stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
                 try:

@@ -54,7 +54,9 @@ def open_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Imag
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise UnsupportedFormat("data is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WebP)") from None
+        raise UnsupportedFormat(
+            "data is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WebP)"
+        ) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise InvalidImage(f"cannot read image header: {exc}") from None
     if img.format not in SAFE_FORMATS:

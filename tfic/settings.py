@@ -35,9 +35,9 @@ def add_flag(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     flag: str,
     *,
-    type: Callable[[str], Any] = str,  # noqa: A002 - mirrors argparse
+    type: Callable[[str], Any] = str,
     default: Any = None,
-    help: str,  # noqa: A002
+    help: str,
     env: str | None = None,
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,

@@ -17,8 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tfic",
         description="tfic: train image classifiers and serve them (SageMaker-compatible, TensorFlow Serving layout).",
     )
-    parser.add_argument("--log-level", default=os.environ.get("TFIC_LOG_LEVEL", "warning"), help="log level [env TFIC_LOG_LEVEL]")
-    parser.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("TFIC_LOG_FORMAT", "text"), help="log format [env TFIC_LOG_FORMAT]")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("TFIC_LOG_LEVEL", "warning"), help="log level [env TFIC_LOG_LEVEL]"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("TFIC_LOG_FORMAT", "text"),
+        help="log format [env TFIC_LOG_FORMAT]",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     models.register(sub)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -28,8 +29,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="train a classifier and publish a new model version",
         description=(
             "Train from DATA (a class-folder directory, a .lst with --image-root, a .rec, or a .tfrecord) and write "
-            "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). Hyperparameters use "
-            "SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
+            "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). "
+            "Hyperparameters use SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -109,9 +110,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.metrics_log:
         sinks.append(JsonLinesSink(args.metrics_log))
     result = run(request, fan_out(*sinks) if sinks else null_sink)
-    if result.path is not None:
-        if not args.json:
-            print(f"wrote {args.model_name} version {result.version} to {result.path}")
+    if result.path is not None and not args.json:
+        print(f"wrote {args.model_name} version {result.version} to {result.path}")
     return 0
 
 
@@ -129,14 +129,17 @@ def _print_sink(event: dict[str, Any]) -> None:
     elif kind == "epoch":
         m = event["metrics"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in m.items())
-        print(f"epoch {event['epoch']}/{event['epochs']} {shown} ({event['images_per_second']:.0f} img/s)", file=sys.stderr)
+        print(
+            f"epoch {event['epoch']}/{event['epochs']} {shown} ({event['images_per_second']:.0f} img/s)",
+            file=sys.stderr,
+        )
 
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "evaluate",
         help="evaluate a model version on labelled data",
-        description="Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also saved as PNG).",
+        description="Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also a PNG).",
     )
     p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
     p.add_argument("data", help="labelled data in any supported format")
@@ -144,7 +147,9 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--image-root")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--confusion-png", type=Path, help="where to save the confusion matrix (default: ./confusion_matrix.png)")
+    p.add_argument(
+        "--confusion-png", type=Path, help="where to save the confusion matrix (default: ./confusion_matrix.png)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     p.set_defaults(handler=_evaluate)
 
@@ -171,7 +176,7 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "predict",
         help="classify images with a local model version, an inference server or a gateway",
         description=(
-            "Print {\"probabilities\", \"labels\", \"predicted_label\"} for one image, or JSON Lines (one object per "
+            'Print {"probabilities", "labels", "predicted_label"} for one image, or JSON Lines (one object per '
             "image, like SageMaker batch transform) for several images or a folder."
         ),
     )
@@ -191,11 +196,11 @@ def _predict(args: argparse.Namespace) -> int:
         raise InvalidArgument("--top-k must be >= 0")
     targets = list(args.images)
     if args.server or args.gateway:
-        from tfic.cli import remote
-
+        remote = importlib.import_module("tfic.cli.remote")
         if args.model is not None:
             targets.insert(0, args.model)
-        return remote.predict(args, targets)
+        code: int = remote.predict(args, targets)
+        return code
     if args.model is None:
         raise InvalidArgument("give a model path, or --server/--gateway")
     paths = [p for t in targets for p in list_images(Path(t))]

@@ -63,17 +63,23 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", file=sys.stderr, leave=True)
+        self._bar = tqdm(
+            total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", file=sys.stderr, leave=True
+        )
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._bar is not None:
             self._bar.update(1)
             if logs:
-                self._bar.set_postfix(loss=f"{logs.get('loss', 0):.4f}", acc=f"{logs.get('accuracy', 0):.4f}", refresh=False)
+                self._bar.set_postfix(
+                    loss=f"{logs.get('loss', 0):.4f}", acc=f"{logs.get('accuracy', 0):.4f}", refresh=False
+                )
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._bar is not None:
-            shown = {k: f"{v:.4f}" for k, v in (logs or {}).items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+            shown = {
+                k: f"{v:.4f}" for k, v in (logs or {}).items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            }
             self._bar.set_postfix(shown)
             self._bar.close()
             self._bar = None
@@ -82,7 +88,9 @@ class ProgressBar(keras.callbacks.Callback):  # type: ignore[misc]
 class EpochCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
     """Save model + optimizer + epoch every ``frequency`` epochs (what ``--resume`` restores)."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, frequency: int, sink: EventSink) -> None:
+    def __init__(
+        self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, frequency: int, sink: EventSink
+    ) -> None:
         super().__init__()
         self.manager = manager
         self.epoch_var = epoch_var

@@ -104,7 +104,9 @@ def save_confusion_png(evaluation: Evaluation, path: str | Path) -> Path:
         peak = cm.max() if cm.size else 0
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > peak / 2 else "black")
+                ax.text(
+                    j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > peak / 2 else "black"
+                )
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

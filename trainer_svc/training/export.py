@@ -21,7 +21,9 @@ class ServingModule(tf.Module):
     freshly built model of the same architecture (incremental training).
     """
 
-    def __init__(self, model: keras.Model, labels: tuple[str, ...], image_shape: tuple[int, int, int], interpolation: str):
+    def __init__(
+        self, model: keras.Model, labels: tuple[str, ...], image_shape: tuple[int, int, int], interpolation: str
+    ):
         super().__init__(name="tfic_serving")
         self.model = model
         self.labels = tf.constant(list(labels), dtype=tf.string)
@@ -69,11 +71,17 @@ def save_serving_model(path: Path, model: keras.Model, meta: ModelMetadata) -> N
     modeldir.write_metadata(path, meta)
 
 
-def export_version(model_base_path: str | Path, model_name: str, model: keras.Model, meta: ModelMetadata) -> tuple[int, Path]:
+def export_version(
+    model_base_path: str | Path, model_name: str, model: keras.Model, meta: ModelMetadata
+) -> tuple[int, Path]:
     """Stage, write and atomically publish the next version; returns (version, path)."""
     if not meta.created:
         meta = ModelMetadata(
-            **{**meta.__dict__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "tfic_version": tfic.__version__}
+            **{
+                **meta.__dict__,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "tfic_version": tfic.__version__,
+            }
         )
     writer = VersionWriter(model_base_path, model_name)
     with writer as tmp:

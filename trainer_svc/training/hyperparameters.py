@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,7 +40,7 @@ def _number(name: str, raw: Any, kind: type) -> Any:
         value = float(raw)
     except (TypeError, ValueError):
         raise InvalidHyperparameter(f"{name}: expected a number, got {raw!r}", name=name) from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise InvalidHyperparameter(f"{name}: expected a finite number, got {raw!r}", name=name)
     if kind is int:
         if not value.is_integer():
@@ -89,9 +90,8 @@ class Spec:
         return value
 
     def _check_range(self, value: float) -> None:
-        bad = (
-            (self.low is not None and (value < self.low or (self.low_open and value == self.low)))
-            or (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+        bad = (self.low is not None and (value < self.low or (self.low_open and value == self.low))) or (
+            self.high is not None and (value > self.high or (self.high_open and value == self.high))
         )
         if bad:
             raise InvalidHyperparameter(
@@ -108,14 +108,16 @@ class Spec:
                     continue
             elif str(raw).strip().lower() == str(choice).lower():
                 return choice
-        raise InvalidHyperparameter(f"{self.name}={raw!r} is not allowed: must be {self.describe_range()}", name=self.name)
+        raise InvalidHyperparameter(
+            f"{self.name}={raw!r} is not allowed: must be {self.describe_range()}", name=self.name
+        )
 
     def _parse_int_list(self, raw: Any) -> tuple[int, ...]:
         items = raw if isinstance(raw, list | tuple) else [x for x in str(raw).replace(" ", "").split(",") if x]
         values = tuple(_number(self.name, x, int) for x in items)
         if any(v < 1 for v in values) or list(values) != sorted(set(values)):
             raise InvalidHyperparameter(
-                f"{self.name}={raw!r}: expected increasing positive epoch numbers such as \"10,20\"", name=self.name
+                f'{self.name}={raw!r}: expected increasing positive epoch numbers such as "10,20"', name=self.name
             )
         return values
 
@@ -135,7 +137,7 @@ def parse_image_shape(raw: Any) -> tuple[int, int, int] | None:
         nums = [3, *nums]
     if len(nums) != 3 or nums[0] != 3 or not (8 <= nums[1] <= 2048 and 8 <= nums[2] <= 2048):
         raise InvalidHyperparameter(
-            f"image_shape={raw!r}: expected \"3,H,W\" with 3 channels and 8 <= H, W <= 2048 (e.g. \"3,224,224\")",
+            f'image_shape={raw!r}: expected "3,H,W" with 3 channels and 8 <= H, W <= 2048 (e.g. "3,224,224")',
             name="image_shape",
         )
     return nums[1], nums[2], nums[0]
@@ -146,7 +148,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("batch_size", "int", 32, "images per step (global, across devices)", 1, 8192, aliases=("mini_batch_size",)),
     Spec("learning_rate", "float", 0.001, "optimizer step size", 0, 10, low_open=True),
     Spec(
-        "optimizer", "choice", "adam", "optimizer",
+        "optimizer",
+        "choice",
+        "adam",
+        "optimizer",
         choices=("adam", "sgd", "nesterov", "rmsprop", "adagrad", "adadelta", "nag"),
     ),
     Spec("momentum", "float", 0.9, "sgd/nesterov/rmsprop momentum", 0, 1, high_open=True),
@@ -163,10 +168,17 @@ SPECS: tuple[Spec, ...] = (
     Spec("early_stopping_min_delta", "float", 0.0, "smallest absolute improvement that counts", 0, 1e6),
     Spec("early_stopping_min_epochs", "int", 0, "never stop before this many epochs", 0, 100_000),
     Spec(
-        "validation_split_ratio", "float", 0.2, "share of training data held out when no validation channel is given",
-        0, 1, low_open=True, high_open=True, aliases=("validation-split-ratio",),
+        "validation_split_ratio",
+        "float",
+        0.2,
+        "share of training data held out when no validation channel is given",
+        0,
+        1,
+        low_open=True,
+        high_open=True,
+        aliases=("validation-split-ratio",),
     ),
-    Spec("image_shape", "image_shape", None, "\"3,H,W\" input size (default: the model's own)"),
+    Spec("image_shape", "image_shape", None, '"3,H,W" input size (default: the model\'s own)'),
     Spec("model", "choice", "resnet", "architecture for full training", choices=("resnet", "small_cnn")),
     Spec("num_layers", "choice", 18, "ResNet depth for full training", choices=RESNET_DEPTHS),
     Spec("top_k", "int", 5, "k of the top-k accuracy metric", 1, 1000),
@@ -178,13 +190,19 @@ SPECS: tuple[Spec, ...] = (
     Spec("image_resize_interpolation", "choice", "bilinear", "resize method", choices=INTERPOLATIONS),
     Spec("augmentation", "bool", False, "random flip / rotation / zoom during training"),
     Spec(
-        "augmentation_random_flip", "choice", "horizontal_and_vertical", "flip mode when augmenting",
+        "augmentation_random_flip",
+        "choice",
+        "horizontal_and_vertical",
+        "flip mode when augmenting",
         choices=("none", "horizontal", "vertical", "horizontal_and_vertical"),
     ),
     Spec("augmentation_random_rotation", "float", 0.2, "max rotation as a fraction of 2π", 0, 1),
     Spec("augmentation_random_zoom", "float", 0.1, "max zoom fraction", 0, 1, high_open=True),
     Spec(
-        "augmentation_type", "choice", "none", "MXNet-style augmentation (implies augmentation=true)",
+        "augmentation_type",
+        "choice",
+        "none",
+        "MXNet-style augmentation (implies augmentation=true)",
         choices=("none", "crop", "crop_color", "crop_color_transform"),
     ),
     Spec("seed", "int", 12345, "seed for shuffling, splitting, augmentation and initialisation", 0, 2**31 - 1),
@@ -195,10 +213,17 @@ SPECS: tuple[Spec, ...] = (
     Spec("num_classes", "int", 0, "checked against the data when given", 0, 1_000_000),
     Spec("num_training_samples", "int", 0, "checked against the data when given", 0, 10**10),
     Spec("multi_label", "bool", False, "multi-label training", rejected="multi-label training is not supported yet"),
-    Spec("binary_mode", "bool", False, "one sigmoid output", rejected="binary_mode is not supported yet; use 2 classes"),
+    Spec(
+        "binary_mode", "bool", False, "one sigmoid output", rejected="binary_mode is not supported yet; use 2 classes"
+    ),
     Spec("eval_metric", "choice", "accuracy", "tuning metric", choices=("accuracy",)),
     Spec(
-        "resize", "int", 0, "MXNet pre-crop resize", 0, 100_000,
+        "resize",
+        "int",
+        0,
+        "MXNet pre-crop resize",
+        0,
+        100_000,
         rejected="tfic resizes whole images to image_shape in training and serving alike (no crop skew)",
     ),
     Spec("kv_store", "str", "", "MXNet distribution mode", rejected="use --strategy multi-worker instead"),
@@ -308,7 +333,9 @@ def _check_consistency(hp: Hyperparameters) -> None:
             name="lr_scheduler_step",
         )
     if hp.precision_dtype != "float32" and hp.optimizer in ("adadelta",):
-        raise InvalidHyperparameter("precision_dtype float16/bfloat16 is not supported with adadelta", name="precision_dtype")
+        raise InvalidHyperparameter(
+            "precision_dtype float16/bfloat16 is not supported with adadelta", name="precision_dtype"
+        )
 
 
 def load_json(path: str | Path) -> dict[str, Any]:

@@ -60,9 +60,9 @@ def build_classifier(
     pretrained network (small batches would otherwise wreck them).
     """
     inputs = keras.Input(image_shape, dtype=tf.float32, name="images")
-    x = Preprocess(
-        preprocessing.scale, preprocessing.offset, preprocessing.mean, preprocessing.std, name="preprocess"
-    )(inputs)
+    x = Preprocess(preprocessing.scale, preprocessing.offset, preprocessing.mean, preprocessing.std, name="preprocess")(
+        inputs
+    )
     features._name = "features"
     x = features(x, training=False) if backbone_inference_mode else features(x)
     x = layers.Dropout(dropout_rate, seed=seed, name="head_dropout")(x)

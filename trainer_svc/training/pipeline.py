@@ -64,7 +64,9 @@ def _augmenter(hp: Hyperparameters, image_shape: tuple[int, int, int]) -> keras.
         if hp.augmentation_random_flip != "none":
             steps.append(keras.layers.RandomFlip(hp.augmentation_random_flip, seed=hp.seed))
         if hp.augmentation_random_rotation > 0:
-            steps.append(keras.layers.RandomRotation(hp.augmentation_random_rotation, seed=hp.seed, fill_mode="reflect"))
+            steps.append(
+                keras.layers.RandomRotation(hp.augmentation_random_rotation, seed=hp.seed, fill_mode="reflect")
+            )
         if hp.augmentation_random_zoom > 0:
             steps.append(keras.layers.RandomZoom(hp.augmentation_random_zoom, seed=hp.seed, fill_mode="reflect"))
     if not steps:

@@ -89,10 +89,13 @@ def _incremental(hp: Hyperparameters, base_model: str, class_names: tuple[str, .
     same_classes = tuple(meta.labels) == tuple(class_names)
     reinit = hp.reinitialize_top_layer
     if reinit == "False" and not same_classes:
-        raise IncompatibleModel(_class_mismatch(meta.labels, class_names, version_dir) + "; reinitialize_top_layer=False")
+        raise IncompatibleModel(
+            _class_mismatch(meta.labels, class_names, version_dir) + "; reinitialize_top_layer=False"
+        )
     if reinit == "Auto" and not same_classes:
         raise IncompatibleModel(
-            _class_mismatch(meta.labels, class_names, version_dir) + "; set reinitialize_top_layer=True to train a new head"
+            _class_mismatch(meta.labels, class_names, version_dir)
+            + "; set reinitialize_top_layer=True to train a new head"
         )
     keep_head = same_classes and reinit != "True"
     arch = meta.architecture

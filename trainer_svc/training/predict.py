@@ -55,7 +55,9 @@ def result_for(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int = 
     }
 
 
-def predict_paths(predictor: LocalPredictor, paths: list[Path], top_k: int = 0, batch: int = 32) -> Iterator[dict[str, Any]]:
+def predict_paths(
+    predictor: LocalPredictor, paths: list[Path], top_k: int = 0, batch: int = 32
+) -> Iterator[dict[str, Any]]:
     """One result per path, in order; unreadable images yield an ``error`` entry, not an exception."""
     for start in range(0, len(paths), batch):
         chunk = paths[start : start + batch]

@@ -7,6 +7,7 @@ keras-team/keras#20585). See docs/training.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -20,10 +21,9 @@ STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 def make_strategy(name: str) -> tf.distribute.Strategy:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
+        # RuntimeError: already initialised; growth must be set before first use.
+        with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised; growth must be set before first use
     if name == "auto":
         if os.environ.get("TF_CONFIG") and len(_tf_config().get("cluster", {}).get("worker", [])) > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()

@@ -78,18 +78,23 @@ def work_dir_for(request: TrainRequest) -> Path:
 
 def load_data(request: TrainRequest, sink: EventSink) -> tuple[DataSource, DataSource]:
     hp = request.hyperparameters
-    train = scan(load_source(request.train.uri, request.train.format, request.train.image_root), workers=request.scan_workers)
+    train = scan(
+        load_source(request.train.uri, request.train.format, request.train.image_root), workers=request.scan_workers
+    )
     if request.validation is not None:
         v = request.validation
         validation = scan(load_source(v.uri, v.format, v.image_root), workers=request.scan_workers)
         if validation.class_names != train.class_names:
             raise InvalidDataset(
-                f"validation classes {list(validation.class_names)} differ from training classes {list(train.class_names)}"
+                f"validation classes {list(validation.class_names)} differ from "
+                f"training classes {list(train.class_names)}"
             )
     else:
         train, validation = stratified_split(train, hp.validation_split_ratio, hp.seed)
     if train.multi_label:
-        raise InvalidDataset("this dataset is multi-label (several label columns); multi-label training is not supported yet")
+        raise InvalidDataset(
+            "this dataset is multi-label (several label columns); multi-label training is not supported yet"
+        )
     if hp.num_classes and hp.num_classes != train.num_classes:
         raise InvalidHyperparameter(f"num_classes={hp.num_classes} but the data has {train.num_classes} classes")
     if hp.num_training_samples and hp.num_training_samples != len(train.samples):
@@ -167,7 +172,9 @@ def run(request: TrainRequest, sink: EventSink = null_sink) -> TrainResult:
     hp = request.hyperparameters
     validate_model_name(request.model_name)
     if hp.precision_dtype != "float32":
-        keras.mixed_precision.set_global_policy("mixed_float16" if hp.precision_dtype == "float16" else "mixed_bfloat16")
+        keras.mixed_precision.set_global_policy(
+            "mixed_float16" if hp.precision_dtype == "float16" else "mixed_bfloat16"
+        )
     try:
         return _run(request, hp, sink)
     finally:
@@ -239,7 +246,9 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
     results = model.evaluate(val_ds, verbose=0, return_dict=True)
     metrics = {f"validation:{k}": float(v) for k, v in results.items()}
     if epoch_events.history:
-        metrics.update({f"train:{k}": v for k, v in epoch_events.history[-1]["metrics"].items() if not k.startswith("val_")})
+        metrics.update(
+            {f"train:{k}": v for k, v in epoch_events.history[-1]["metrics"].items() if not k.startswith("val_")}
+        )
     meta = ModelMetadata(
         labels=train.class_names,
         image_shape=model_plan.image_shape,
@@ -282,7 +291,9 @@ def _prepare_work_dir(
         if previous.get("fingerprint") != run_info["fingerprint"]:
             raise FailedPrecondition(f"cannot resume from {work}: the data differs from the interrupted run's")
         if previous.get("hyperparameters") != json.loads(json.dumps(run_info["hyperparameters"])):
-            raise FailedPrecondition(f"cannot resume from {work}: the hyperparameters differ from the interrupted run's")
+            raise FailedPrecondition(
+                f"cannot resume from {work}: the hyperparameters differ from the interrupted run's"
+            )
         checkpoint.restore(latest).assert_existing_objects_matched()
         log.info("resuming from %s at epoch %d", latest, int(epoch_var.numpy()))
         return int(epoch_var.numpy())

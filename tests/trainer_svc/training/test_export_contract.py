@@ -52,7 +52,9 @@ def test_plain_tensorflow_serves_jpeg_and_png_bytes(trained_model: Path, digits_
     # The tensor signature on the same pixels gives the same answer as the bytes signature.
     for i, data in enumerate((png, jpeg)):
         pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
-        resized = tf.clip_by_value(tf.round(tf.image.resize(tf.cast(pixels, tf.float32), (16, 16), antialias=True)), 0, 255)
+        resized = tf.clip_by_value(
+            tf.round(tf.image.resize(tf.cast(pixels, tf.float32), (16, 16), antialias=True)), 0, 255
+        )
         tensor_out = loaded.signatures["predict_images"](images=resized[None])
         np.testing.assert_allclose(tensor_out["probabilities"].numpy()[0], probs[i], atol=1e-6)
 

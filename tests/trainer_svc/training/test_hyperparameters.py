@@ -20,7 +20,13 @@ def test_strings_from_sagemaker_are_typed() -> None:
 def test_defaults_follow_the_tensorflow_algorithm() -> None:
     hp = parse({})
     assert hp == Hyperparameters()
-    assert (hp.epochs, hp.optimizer, hp.learning_rate, hp.dropout_rate, hp.label_smoothing) == (3, "adam", 0.001, 0.2, 0.1)
+    assert (hp.epochs, hp.optimizer, hp.learning_rate, hp.dropout_rate, hp.label_smoothing) == (
+        3,
+        "adam",
+        0.001,
+        0.2,
+        0.1,
+    )
 
 
 def test_mxnet_aliases_are_accepted() -> None:
@@ -34,7 +40,9 @@ def test_hyphenated_validation_split_ratio_is_accepted() -> None:
 
 
 def test_unknown_name_suggests_the_closest() -> None:
-    with pytest.raises(InvalidHyperparameter, match=r"unknown hyperparameter 'learning_rat'; did you mean 'learning_rate'"):
+    with pytest.raises(
+        InvalidHyperparameter, match=r"unknown hyperparameter 'learning_rat'; did you mean 'learning_rate'"
+    ):
         parse({"learning_rat": "0.1"})
 
 

@@ -38,7 +38,9 @@ def test_second_run_writes_version_two_and_logs_every_epoch(tmp_path: Path, digi
     epochs = [e for e in events if e["type"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     for e in epochs:
-        assert {"loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy", "val_top_k_accuracy"} <= set(e["metrics"])
+        assert {"loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy", "val_top_k_accuracy"} <= set(
+            e["metrics"]
+        )
         assert e["images_per_second"] > 0
     data = next(e for e in events if e["type"] == "data")
     assert data["train_images"] + data["validation_images"] == 400
@@ -50,9 +52,7 @@ def test_second_run_writes_version_two_and_logs_every_epoch(tmp_path: Path, digi
 
 def test_the_demo_recipe_learns_digits(tmp_path: Path, digits_dir: Path) -> None:
     result = run(
-        _request(
-            digits_dir, tmp_path, hp={"epochs": "8", "image_shape": "3,32,32", "label_smoothing": "0.05"}
-        )
+        _request(digits_dir, tmp_path, hp={"epochs": "8", "image_shape": "3,32,32", "label_smoothing": "0.05"})
     )
     assert result.metrics["validation:accuracy"] >= 0.9
 
@@ -66,13 +66,17 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, digits_dir:
 
     with pytest.raises(Cancelled, match="no model version was published"):
         run(
-            _request(digits_dir, tmp_path / "models", hp={"epochs": "3"}, work_dir=work, should_stop=stop_after_first_epoch),
+            _request(
+                digits_dir, tmp_path / "models", hp={"epochs": "3"}, work_dir=work, should_stop=stop_after_first_epoch
+            ),
             seen.append,
         )
     assert modeldir.list_versions(tmp_path / "models" / "m") == []
     assert any(p.name.startswith("ckpt-1") for p in (work / "checkpoints").iterdir())
     resumed: list[dict[str, Any]] = []
-    result = run(_request(digits_dir, tmp_path / "models", hp={"epochs": "3"}, work_dir=work, resume=True), resumed.append)
+    result = run(
+        _request(digits_dir, tmp_path / "models", hp={"epochs": "3"}, work_dir=work, resume=True), resumed.append
+    )
     assert result.version == 1
     assert [e["epoch"] for e in resumed if e["type"] == "epoch"] == [2, 3]
 
@@ -105,7 +109,13 @@ def test_incremental_training_keeps_the_head_and_refuses_mismatches(
     with pytest.raises(IncompatibleModel, match=r"image_shape 3,32,32 does not match the base model's 3,16,16"):
         run(_request(digits_dir, tmp_path, hp={"epochs": "1", "image_shape": "3,32,32"}, base_model=str(trained_model)))
     new_head = run(
-        _request(subset, tmp_path, model_name="two", hp={"epochs": "1", "reinitialize_top_layer": "True"}, base_model=str(trained_model))
+        _request(
+            subset,
+            tmp_path,
+            model_name="two",
+            hp={"epochs": "1", "reinitialize_top_layer": "True"},
+            base_model=str(trained_model),
+        )
     )
     assert modeldir.read_metadata(new_head.path).labels == ("digit_0", "digit_1")  # type: ignore[arg-type]
 
@@ -128,7 +138,9 @@ def test_resnet_trains(tmp_path: Path, digits_dir: Path) -> None:
     for depth in ("20",):
         result = run(
             _request(
-                digits_dir, tmp_path, model_name=f"r{depth}",
+                digits_dir,
+                tmp_path,
+                model_name=f"r{depth}",
                 hp={"model": "resnet", "num_layers": depth, "epochs": "1", "image_shape": "3,32,32"},
             )
         )
