@@ -16,8 +16,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Prepare datasets the way MXNet's im2rec does (without MXNet), convert back, and inspect them.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
-
     p = sub.add_parser(
         "make-lst",
         help="list ROOT/<class>/<image> into PREFIX.lst (or PREFIX_train/_val/_test.lst)",
@@ -26,19 +24,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "indices follow the sorted folder names; the names go to labels.json next to the lists, where the "
             ".lst and .rec readers find them. With --train-ratio below 1 the split is stratified per class."
         ),
-        formatter_class=defaults,
     )
     p.add_argument("root", type=Path, help="folder with one sub-folder per class")
     p.add_argument("prefix", type=Path, help="output path prefix, e.g. out/flowers → out/flowers.lst")
     p.add_argument(
         "--no-recursive", dest="recursive", action="store_false", help="ignore images in nested class sub-folders"
     )
-    p.add_argument("--train-ratio", type=float, default=1.0, help="fraction of each class in the training list")
-    p.add_argument("--test-ratio", type=float, default=0.0, help="fraction of each class in the test list")
-    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep sorted order (no shuffling)")
-    p.add_argument("--seed", type=int, default=100, help="shuffling seed (im2rec's is 100)")
     p.add_argument(
-        "--exts", nargs="+", default=[".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"], help="image file extensions"
+        "--train-ratio",
+        type=float,
+        default=1.0,
+        help="fraction of each class in the training list (default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-ratio", type=float, default=0.0, help="fraction of each class in the test list (default: %(default)s)"
+    )
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep sorted order (no shuffling)")
+    p.add_argument("--seed", type=int, default=100, help="shuffling seed (default: %(default)s, as im2rec)")
+    p.add_argument(
+        "--exts",
+        nargs="+",
+        default=[".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"],
+        help="image file extensions (default: %(default)s)",
     )
     p.set_defaults(handler=cmd_make_lst)
 
@@ -49,17 +56,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Pack the images listed in LST into PREFIX.rec with a PREFIX.idx index, readable by MXNet and by tfic. "
             "Images that cannot be decoded are skipped and listed."
         ),
-        formatter_class=defaults,
     )
     p.add_argument("lst", type=Path, help="the .lst file")
     p.add_argument("--image-root", type=Path, help="folder the .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--prefix", type=Path, help="output prefix (default: the .lst path without .lst)")
-    p.add_argument("--resize", type=int, default=0, help="scale the shorter side to this many pixels (0: keep)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1-100, or PNG compression level 0-9")
-    p.add_argument("--encoding", choices=(".jpg", ".png"), default=".jpg", help="image encoding inside the records")
+    p.add_argument(
+        "--resize", type=int, default=0, help="scale the shorter side to this many pixels (default: 0, keep the size)"
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=95,
+        help="JPEG quality 1-100, or PNG compression level 0-9 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--encoding",
+        choices=(".jpg", ".png"),
+        default=".jpg",
+        help="image encoding inside the records (default: %(default)s)",
+    )
     p.add_argument("--center-crop", action="store_true", help="crop to a centred square before resizing")
     p.add_argument("--pass-through", action="store_true", help="store the files' bytes unchanged (no re-encoding)")
-    p.add_argument("--workers", type=int, default=4, help="encoding threads")
+    p.add_argument("--workers", type=int, default=4, help="encoding threads (default: %(default)s)")
     p.set_defaults(handler=cmd_make_rec)
 
     p = sub.add_parser(
@@ -87,13 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Load PATH (class folders, .lst, .rec or TFRecord files; a glob for TFRecords) with the same checks as "
             "training, then print the number of images per class and the files that were skipped."
         ),
-        formatter_class=defaults,
     )
     p.add_argument("path", help="dataset path")
     p.add_argument("--format", choices=("folder", "lst", "recordio", "tfrecord"), help="format (default: inferred)")
     p.add_argument("--image-root", help="folder .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--decode", action="store_true", help="also decode every image and report the corrupt ones")
-    p.add_argument("--workers", type=int, default=8, help="decoding threads for --decode")
+    p.add_argument("--workers", type=int, default=8, help="decoding threads for --decode (default: %(default)s)")
     p.add_argument(
         "--allow-missing-classes", action="store_true", help="accept lists where some classes have no images"
     )
@@ -177,7 +194,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _print_skipped(skipped: list[tuple[str, str]], verb: str) -> None:
     if not skipped:
         return
-    print(f"{len(skipped)} files {verb}:")
+    print(f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} {verb}:")
     for key, reason in skipped[:_MAX_SKIPPED_SHOWN]:
         print(f"  {key}: {reason}")
     if len(skipped) > _MAX_SKIPPED_SHOWN:

@@ -160,7 +160,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise InvalidArgument("--top-k must be at least 1")
-    source = scan(load_source(args.data, args.format, args.image_root))
+    # Evaluation data may hold only some of the classes; labels are matched by name.
+    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False))
     result = evaluate(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
     png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
     if args.json:

@@ -79,10 +79,10 @@ def make_lst(
         splits["train"] += rows[:n_train]
         splits["val"] += rows[n_train : n_train + n_val]
         splits["test"] += rows[n_train + n_val :]
-    out = Path(prefix)
+    out = _strip(Path(prefix), ".lst")
     out.parent.mkdir(parents=True, exist_ok=True)
     names_file = _place_class_names(out.parent, listing.class_names)
-    if not splits["val"] and not splits["test"]:
+    if train_ratio >= 1.0:
         splits = {"all": splits["train"]}
     lists: dict[str, Path] = {}
     counts: dict[str, int] = {}
@@ -96,6 +96,10 @@ def make_lst(
         counts[name] = write_lst(path, rows)
         lists[name] = path
     return ListResult(lists, counts, listing.class_names, names_file, listing.skipped)
+
+
+def _strip(prefix: Path, suffix: str) -> Path:
+    return prefix.with_suffix("") if prefix.suffix == suffix else prefix
 
 
 def _allocate(n: int, train_ratio: float, test_ratio: float) -> tuple[int, int, int]:
@@ -187,11 +191,14 @@ def make_rec(
     image_format = _ENCODINGS.get(encoding.lower())
     if image_format is None:
         raise InvalidArgument(f"encoding must be one of {', '.join(_ENCODINGS)}, got {encoding!r}")
-    if not 1 <= quality <= 100 or resize < 0:
-        raise InvalidArgument(f"need 1 <= quality <= 100 and resize >= 0; got quality {quality}, resize {resize}")
+    lowest_quality = 1 if image_format == "JPEG" else 0  # PNG compression level 0 = none
+    if not lowest_quality <= quality <= 100 or resize < 0:
+        raise InvalidArgument(
+            f"need {lowest_quality} <= quality <= 100 and resize >= 0; got quality {quality}, resize {resize}"
+        )
     rows = parse_lst(lst)
     paths = resolve_images(rows, lst, image_root)
-    out = Path(prefix) if prefix is not None else lst.with_suffix("")
+    out = _strip(Path(prefix), ".rec") if prefix is not None else lst.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
     names = find_class_names(lst.parent)
     if names is not None and out.parent.resolve() != lst.parent.resolve():
@@ -236,11 +243,20 @@ def _empty_output(out_dir: Path) -> None:
 
 
 def rec_to_folder(rec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> ConvertResult:
-    """Unpack a .rec into ``out_dir/<class name>/<record id>.<ext>`` (the folders layout)."""
+    """Unpack a .rec into ``out_dir/<class name>/<record id>.<ext>`` (the folders layout).
+
+    Without a names file the classes are numbers; they are zero-padded ("02", "10") so that the
+    folder reader's alphabetical order gives back the same indices. Named classes keep their names,
+    and get the index of their alphabetical position when read back as folders.
+    """
     source = read_rec(rec_path, check_classes=False)
     if source.multi_label:
         raise InvalidDataset(f"{rec_path} has multi-label records, which class folders cannot hold; use rec_to_lst")
-    for name in source.class_names:
+    folders = list(source.class_names)
+    if folders == [str(i) for i in range(len(folders))]:
+        width = len(str(len(folders) - 1))
+        folders = [f"{i:0{width}d}" for i in range(len(folders))]
+    for name in folders:
         if name.startswith(".") or re.search(r"[/\\\0]", name):
             raise InvalidDataset(f"class name {name!r} cannot be a folder name")
     out = Path(out_dir)
@@ -253,7 +269,7 @@ def rec_to_folder(rec_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
         if ext is None:
             skipped.append(SkippedSample(sample.key, "record does not hold a JPEG, PNG, GIF, BMP or WebP image"))
             continue
-        folder = out / source.class_names[sample.label]
+        folder = out / folders[sample.label]
         folder.mkdir(exist_ok=True)
         target = _unique(folder, _record_name(sample.key), ext, sample.offset)
         target.write_bytes(data)

@@ -20,13 +20,9 @@ _SUFFIXES = {".lst": "lst", ".rec": "rec", ".tfrecord": "tfrecord", ".tfrecords"
 
 
 def infer_format(uri: str) -> str:
-    """The format of a local path or glob: a folder is class folders, else by file extension.
-
-    A folder without sub-folders that holds data files of exactly one kind (a SageMaker channel with
-    one ``train.rec``, say) is read as that file or, for TFRecords, as all of them.
-    """
+    """The format of a local path or glob: a folder is class folders, else by file extension."""
     path = Path(uri)
-    if glob.has_magic(uri):
+    if glob.has_magic(uri) and not path.exists():
         fmt = _SUFFIXES.get(Path(uri).suffix.lower())
         if fmt != "tfrecord":
             raise InvalidDataset(f"{uri}: globs are supported for TFRecord files only (*.tfrecord, *.record)")
@@ -53,13 +49,21 @@ def _channel_file(folder: Path) -> tuple[str, str] | None:
         fmt = _SUFFIXES.get(Path(e.name).suffix.lower())
         if fmt is not None:
             by_format[fmt].append(e.path)
-    if len(by_format) != 1:
+    if len(by_format) > 1:
+        files = sorted(Path(f).name for found in by_format.values() for f in found)
+        raise InvalidDataset(
+            f"{folder} has no class folders but several kinds of dataset files ({', '.join(files[:6])}); "
+            "pass the path of the one to use"
+        )
+    if not by_format:
         return None
     ((fmt, files),) = by_format.items()
     suffixes = {Path(f).suffix for f in files}
     if fmt == "tfrecord" and len(files) > 1 and len(suffixes) == 1:
         return fmt, str(folder / f"*{suffixes.pop()}")
-    return (fmt, files[0]) if len(files) == 1 else None
+    if len(files) > 1:
+        raise InvalidDataset(f"{folder} holds {len(files)} {fmt} files; pass the path of the one to use")
+    return fmt, files[0]
 
 
 def load_source(
@@ -70,7 +74,12 @@ def load_source(
     class_names: Sequence[str] | None = None,
     check_classes: bool = True,
 ) -> DataSource:
-    """Parse and validate a dataset. ``check_classes=False`` allows missing classes (validation/test lists)."""
+    """Parse and validate a dataset. ``check_classes=False`` allows missing classes (validation/test lists).
+
+    When the format is inferred, a folder without sub-folders that holds dataset files of one kind
+    (a SageMaker channel with one ``train.rec``, say) is read as that file or, for TFRecords, as all
+    of them.
+    """
     if "://" in uri:
         scheme, _, rest = uri.partition("://")
         if scheme != "file":
@@ -126,6 +135,8 @@ def scan(source: DataSource, workers: int = 8) -> DataSource:
     _check_classes_remain(source, good, new_skips)
     result = source.with_samples(good)
     result.skipped = [*source.skipped, *new_skips]
+    if new_skips:
+        result.description = f"{source.description}; {len(new_skips)} undecodable skipped, {len(good)} left"
     return result
 
 

@@ -73,7 +73,7 @@ class TFRecordSource(DataSource):
 
 def expand(path_or_glob: str | os.PathLike[str]) -> list[Path]:
     text = os.fspath(path_or_glob)
-    if glob.has_magic(text):
+    if glob.has_magic(text) and not os.path.exists(text):
         matches = sorted(Path(p) for p in glob.glob(text) if os.path.isfile(p))
         if not matches:
             raise NotFound(f"no TFRecord files match {text}")

@@ -106,7 +106,7 @@ def test_image_root_is_separate_from_the_list(images: Path, tmp_path: Path) -> N
     lst_dir = tmp_path / "lists"
     lst_dir.mkdir()
     lst = _write(lst_dir, "0\t0\ta/0.png\n1\t1\tb\\1.png\n")  # backslash: lists made by im2rec on Windows
-    with pytest.raises(InvalidDataset, match="line 1: image file 'a/0.png' not found"):
+    with pytest.raises(InvalidDataset, match=r"line 1: image file 'a/0\.png' not found"):
         read_lst(lst)
     source = read_lst(lst, images)
     assert [s.key for s in source.samples] == ["a/0.png", "b/1.png"]
@@ -143,7 +143,7 @@ def test_class_names_from_labels_json_classes_txt_or_argument(images: Path) -> N
     with pytest.raises(InvalidDataset, match="'same' is used by both class 0 and class 1"):
         read_lst(lst)
     (images / "labels.json").write_text("{not json")
-    with pytest.raises(InvalidDataset, match="labels.json: not valid JSON"):
+    with pytest.raises(InvalidDataset, match=r"labels\.json: not valid JSON"):
         read_lst(lst)
 
 

@@ -69,7 +69,14 @@ def test_pack_and_unpack_match_mxnet_irheader() -> None:
     packed = pack_image(b"IMG", 3.0, id=7, id2=9)
     assert packed == struct.pack("<IfQQ", 0, 3.0, 7, 9) + b"IMG"
     header, image = unpack_image(packed)
-    assert (header.flag, header.label, header.id, header.id2, header.all_labels, image) == (0, 3.0, 7, 9, (3.0,), b"IMG")
+    assert (header.flag, header.label, header.id, header.id2, header.all_labels, image) == (
+        0,
+        3.0,
+        7,
+        9,
+        (3.0,),
+        b"IMG",
+    )
 
     multi = pack_image(b"IMG", [1, 4], id=2)
     assert multi == struct.pack("<IfQQ", 2, 0.0, 2, 0) + struct.pack("<2f", 1.0, 4.0) + b"IMG"
@@ -87,20 +94,20 @@ def _write_rec(path: Path, images: list[tuple[bytes, float | list[float], int]])
         return [writer.write(pack_image(img, label, id=key), key=key) for img, label, key in images]
 
 
-def test_writer_index_and_reader_agree_with_and_without_idx(
-    tmp_path: Path, make_image: Callable[..., bytes]
-) -> None:
+def test_writer_index_and_reader_agree_with_and_without_idx(tmp_path: Path, make_image: Callable[..., bytes]) -> None:
     imgs = [make_image(i) for i in range(4)]
     # A payload with the magic at an aligned offset inside the image bytes must survive too.
     tricky = imgs[3][:24] + M + imgs[3][24:]
     rec = tmp_path / "train.rec"
     offsets = _write_rec(rec, [(imgs[0], 0.0, 10), (imgs[1], 1.0, 11), (imgs[2], 1.0, 12), (tricky, 0.0, 13)])
     assert [flag for flag, _ in _chunks(rec.read_bytes()[offsets[3] :])] == [1, 3]
-    assert (tmp_path / "train.idx").read_text().splitlines() == [f"{k}\t{o}" for k, o in zip(range(10, 14), offsets)]
+    assert (tmp_path / "train.idx").read_text().splitlines() == [
+        f"{k}\t{o}" for k, o in zip(range(10, 14), offsets, strict=True)
+    ]
 
     with_idx = read_rec(rec)
     assert [(s.key, s.labels, s.offset) for s in with_idx.samples] == [
-        (f"train.rec#{k}@{o}", (label,), o) for k, o, label in zip(range(10, 14), offsets, [0, 1, 1, 0])
+        (f"train.rec#{k}@{o}", (label,), o) for k, o, label in zip(range(10, 14), offsets, [0, 1, 1, 0], strict=True)
     ]
     assert with_idx.class_names == ("0", "1")
     assert not with_idx.file_backed

@@ -36,7 +36,7 @@ def test_round_trip_with_class_text(tmp_path: Path, make_image: Callable[..., by
     images = [make_image(i) for i in range(5)]
     labels = [0, 1, 2, 1, 0]
     path = tmp_path / "train.tfrecord"
-    assert write_tfrecord(path, zip(images, labels), class_names=["ant", "bee", "cat"]) == 5
+    assert write_tfrecord(path, zip(images, labels, strict=True), class_names=["ant", "bee", "cat"]) == 5
     source = read_tfrecord(path)
     assert source.class_names == ("ant", "bee", "cat")
     assert [(s.key, s.labels) for s in source.samples] == [(f"train.tfrecord#{i}", (y,)) for i, y in enumerate(labels)]
@@ -60,7 +60,10 @@ def test_glob_of_files_names_from_labels_json_or_index(tmp_path: Path, make_imag
 def test_integral_float_labels_are_accepted(tmp_path: Path, make_image: Callable[..., bytes]) -> None:
     path = _write_raw(
         tmp_path / "f.tfrecord",
-        [_example(image__encoded=make_image(0), image__class__label=1.0), _example(image__encoded=b"x", image__class__label=[0])],
+        [
+            _example(image__encoded=make_image(0), image__class__label=1.0),
+            _example(image__encoded=b"x", image__class__label=[0]),
+        ],
     )
     assert [s.labels for s in read_tfrecord(path).samples] == [(1,), (0,)]
     bad = _write_raw(tmp_path / "g.tfrecord", [_example(image__encoded=b"x", image__class__label=0.5)])
@@ -70,7 +73,10 @@ def test_integral_float_labels_are_accepted(tmp_path: Path, make_image: Callable
 
 def test_missing_features_are_named(tmp_path: Path) -> None:
     no_image = _write_raw(tmp_path / "a.tfrecord", [_example(image__class__label=[0], other=b"z")])
-    with pytest.raises(InvalidDataset, match=r"a.tfrecord record #0 has no 'image/encoded' feature \(it has: image/class/label, other\)"):
+    with pytest.raises(
+        InvalidDataset,
+        match=r"a.tfrecord record #0 has no 'image/encoded' feature \(it has: image/class/label, other\)",
+    ):
         read_tfrecord(no_image)
     no_label = _write_raw(tmp_path / "b.tfrecord", [_example(image__encoded=b"x")])
     with pytest.raises(InvalidDataset, match=r"record #0 has no 'image/class/label' feature"):

@@ -1,0 +1,82 @@
+"""The ``tfic`` CLI as users and scripts call it: exit codes, one-line errors, JSON outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfic.cli.main import main
+
+
+def test_help_for_every_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tfic.cli.main", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--model-base-path" in out and "--learning_rate" in out and "--mini_batch_size" in out
+    for command in (["evaluate"], ["predict"], ["data", "make-lst"], ["data", "make-rec"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_bad_hyperparameter_is_a_one_line_error_with_nonzero_exit(tmp_path: Path, digits_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfic.cli.main", "train", str(digits_dir), "--model-base-path", str(tmp_path),
+         "--model-name", "m", "--learning_rate", "-3"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("tfic train: error:")]
+    assert errors == ["tfic train: error: learning_rate=-3 is out of range: must be > 0 and <= 10"]
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_data_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", str(tmp_path / "nope"), "--model-base-path", str(tmp_path), "--model-name", "m"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_evaluate_predict(tmp_path: Path, digits_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({"model": "small_cnn", "image_shape": "3,16,16", "epochs": "5", "learning_rate": "0.01"}))
+    code = main(
+        ["train", str(digits_dir), "--model-base-path", str(tmp_path / "models"), "--model-name", "digits",
+         "--hyperparameters", str(hp), "--epochs", "1", "--metrics-log", str(tmp_path / "log.jsonl")]
+    )
+    assert code == 0
+    assert f"wrote digits version 1 to {tmp_path / 'models' / 'digits' / '1'}" in capsys.readouterr().out
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1]  # the flag overrode the file's 5
+
+    code = main(["evaluate", str(tmp_path / "models" / "digits"), str(digits_dir), "--json",
+                 "--confusion-png", str(tmp_path / "cm.png")])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "top_k_accuracy", "per_class", "confusion_matrix"} <= set(report)
+    assert sum(map(sum, report["confusion_matrix"])) == 400
+    assert set(report["per_class"]) == {f"digit_{i}" for i in range(10)}
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    image = sorted((digits_dir / "digit_4").glob("*.png"))[0]
+    assert main(["predict", str(tmp_path / "models" / "digits" / "1"), str(image)]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert set(single) == {"probabilities", "labels", "predicted_label"}
+    assert len(single["probabilities"]) == 10 and single["predicted_label"] in single["labels"]
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted((digits_dir / "digit_1").glob("*.png"))[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert main(["predict", str(tmp_path / "models" / "digits"), str(folder), "--top-k", "2"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4
+    broken = next(x for x in lines if x["source"].endswith("broken.png"))
+    assert "error" in broken
+    good = [x for x in lines if "error" not in x]
+    assert all(len(x["probabilities"]) == 2 and x["probabilities"][0] >= x["probabilities"][1] for x in good)

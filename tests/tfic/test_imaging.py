@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfic.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
+from tfic.imaging import DecodeLimits, check_decodable, decode_resize
+
+
+def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_modes_become_rgb_at_the_requested_size() -> None:
+    rgb = Image.new("RGB", (30, 20), (200, 10, 10))
+    for img in (rgb, rgb.convert("L"), rgb.convert("P"), rgb.convert("RGBA"), rgb.convert("CMYK")):
+        fmt = "JPEG" if img.mode == "CMYK" else "PNG"
+        out = decode_resize(_encode(img, fmt), (8, 12))
+        assert out.shape == (8, 12, 3) and out.dtype == np.uint8
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped() -> None:
+    arr = np.full((4, 4), 32768, dtype=np.uint16)
+    out = decode_resize(_encode(Image.fromarray(arr), "PNG"), (4, 4))
+    assert 120 <= int(out[0, 0, 0]) <= 135
+
+
+def test_exif_orientation_is_applied() -> None:
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    out = decode_resize(_encode(img, "JPEG", exif=exif), (40, 20), use_draft=False)
+    assert out.shape == (40, 20, 3)
+
+
+def test_bad_inputs_name_the_reason() -> None:
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    good = _encode(Image.fromarray(noise), "JPEG", quality=95)
+    with pytest.raises(InvalidImage, match="empty"):
+        decode_resize(b"", (8, 8))
+    with pytest.raises(UnsupportedFormat, match="not an image"):
+        decode_resize(b"hello world, not an image", (8, 8))
+    with pytest.raises(InvalidImage, match="corrupt or truncated"):
+        check_decodable(good[: len(good) // 2])
+    with pytest.raises(ImageTooLarge, match="limit is 100 bytes"):
+        decode_resize(good, (8, 8), limits=DecodeLimits(max_bytes=100))
+    with pytest.raises(ImageTooLarge, match="64x64 = 4096 pixels; the limit is 1000 pixels"):
+        decode_resize(good, (8, 8), limits=DecodeLimits(max_pixels=1000))
