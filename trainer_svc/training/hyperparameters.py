@@ -332,6 +332,12 @@ def _check_consistency(hp: Hyperparameters) -> None:
             f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond epochs={hp.epochs}",
             name="lr_scheduler_step",
         )
+    if hp.precision_dtype == "float16" and hp.backbone_learning_rate_multiplier < 1.0:
+        raise InvalidHyperparameter(
+            "backbone_learning_rate_multiplier < 1 is not supported with precision_dtype=float16 (loss scaling); "
+            "use bfloat16",
+            name="backbone_learning_rate_multiplier",
+        )
     if hp.precision_dtype != "float32" and hp.optimizer in ("adadelta",):
         raise InvalidHyperparameter(
             "precision_dtype float16/bfloat16 is not supported with adadelta", name="precision_dtype"

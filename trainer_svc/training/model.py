@@ -44,6 +44,37 @@ class Preprocess(layers.Layer):  # type: ignore[misc]
         return {**super().get_config(), "scale": self.scale, "offset": self.offset, "mean": self.mean, "std": self.std}
 
 
+class TficClassifier(keras.Model):
+    """A functional classifier whose backbone may learn more slowly than its head.
+
+    With ``backbone_learning_rate_multiplier`` < 1 (fine-tuning a pretrained network), the
+    feature extractor's gradients go to a second optimizer with the scaled learning rate. Scaling
+    gradients instead would do nothing for Adam-family optimizers, which are scale invariant.
+    """
+
+    backbone_optimizer: keras.optimizers.Optimizer | None = None
+
+    def set_backbone_optimizer(self, optimizer: keras.optimizers.Optimizer | None) -> None:
+        self.backbone_optimizer = optimizer
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        if self.backbone_optimizer is None:
+            return super().train_step(data)  # type: ignore[no-any-return]
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        backbone_ids = {id(v) for v in self.get_layer("features").trainable_variables}
+        head = [(g, v) for g, v in zip(grads, variables, strict=True) if id(v) not in backbone_ids and g is not None]
+        body = [(g, v) for g, v in zip(grads, variables, strict=True) if id(v) in backbone_ids and g is not None]
+        self.optimizer.apply_gradients(head)
+        if body:
+            self.backbone_optimizer.apply_gradients(body)
+        return self.compute_metrics(x, y, y_pred, sample_weight)  # type: ignore[no-any-return]
+
+
 def build_classifier(
     features: keras.Model,
     num_classes: int,
@@ -74,7 +105,7 @@ def build_classifier(
     )(x)
     # Softmax in float32 so mixed-precision training still exports float32 probabilities.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name="tfic_classifier")
+    return TficClassifier(inputs, outputs, name="tfic_classifier")
 
 
 def features_of(model: keras.Model) -> keras.Model:

@@ -108,7 +108,9 @@ def _incremental(hp: Hyperparameters, base_model: str, class_names: tuple[str, .
         from trainer_svc.backbones.registry import get_backbone
 
         # Weights come from the previous version, not the backbone's pretrained file.
-        backbone = get_backbone(arch.split(":", 1)[1], weights="none")
+        source = arch.split(":", 1)[1]
+        is_path = Path(source).expanduser().exists()
+        backbone = get_backbone(source, weights=None if is_path else "none")
 
         def build() -> keras.Model:
             return backbone.build(shape)

@@ -6,6 +6,7 @@ unless the run completes; checkpoints in the work directory let an interrupted r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -116,8 +117,12 @@ def load_data(request: TrainRequest, sink: EventSink) -> tuple[DataSource, DataS
     return train, validation
 
 
-def _compile(model: keras.Model, hp: Hyperparameters, num_classes: int) -> None:
+def _compile(model: keras.Model, hp: Hyperparameters, num_classes: int, pretrained: bool) -> None:
     k = min(hp.top_k, num_classes)
+    fine_tuning = pretrained and not hp.train_only_top_layer
+    if fine_tuning and hp.backbone_learning_rate_multiplier < 1.0:
+        backbone_hp = dataclasses.replace(hp, learning_rate=hp.learning_rate * hp.backbone_learning_rate_multiplier)
+        model.set_backbone_optimizer(make_optimizer(backbone_hp))
     model.compile(
         optimizer=make_optimizer(hp),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
@@ -182,8 +187,9 @@ def run(request: TrainRequest, sink: EventSink = null_sink) -> TrainResult:
 
 
 def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainResult:
-    keras.utils.set_random_seed(hp.seed)
+    # Multi-worker collectives must be set up before anything else touches the TF runtime.
     strategy = make_strategy(request.strategy)
+    keras.utils.set_random_seed(hp.seed)
     sink({"type": "start", "hyperparameters": hp.to_dict(), "model_name": request.model_name})
     train, validation = load_data(request, sink)
     model_plan = plan(hp, request.base_model, train.class_names)
@@ -194,13 +200,16 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
 
     with strategy.scope():
         model = build_model(model_plan, hp, train.num_classes)
-        _compile(model, hp, train.num_classes)
+        _compile(model, hp, train.num_classes, model_plan.pretrained)
 
     work = work_dir_for(request)
     fingerprint = hashlib.sha256(f"{train.fingerprint()}:{validation.fingerprint()}".encode()).hexdigest()[:16]
     run_info = {"hyperparameters": hp.to_dict(), "fingerprint": fingerprint, "architecture": model_plan.architecture}
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+    tracked = {"model": model, "optimizer": model.optimizer, "epoch": epoch_var}
+    if getattr(model, "backbone_optimizer", None) is not None:
+        tracked["backbone_optimizer"] = model.backbone_optimizer
+    checkpoint = tf.train.Checkpoint(**tracked)
     chief = is_chief(strategy)
     ckpt_dir = work / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="tfic-worker-ckpt-"))
     initial_epoch = _prepare_work_dir(request, work, ckpt_dir, checkpoint, epoch_var, run_info, chief)

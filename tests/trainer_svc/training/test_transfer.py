@@ -1,0 +1,90 @@
+"""Transfer learning modes on the real EfficientNet-Lite0 ImageNet weights (at a small input size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfic import modeldir
+from trainer_svc.backbones.registry import get_backbone
+from trainer_svc.training import hyperparameters
+from trainer_svc.training.model import features_of
+from trainer_svc.training.planning import plan
+from trainer_svc.training.train import Channel, TrainRequest, build_model, run
+
+HP = {"image_shape": "3,48,48", "epochs": "1", "batch_size": "32", "learning_rate": "0.01", "seed": "5"}
+
+
+def _weights_after(version_dir: Path) -> tuple[list[np.ndarray], list[str]]:
+    meta = modeldir.read_metadata(version_dir)
+    hp = hyperparameters.parse({"image_shape": "3,48,48"})
+    model = build_model(plan(hp, str(version_dir), meta.labels), hp, meta.num_classes)
+    features = features_of(model)
+    return features.get_weights(), [w.name for w in features.weights]
+
+
+@pytest.fixture(scope="module")
+def few_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 images per class: enough to move the weights, small enough for a quick test."""
+    from tfic.demo_data import write_digits
+
+    return write_digits(tmp_path_factory.mktemp("few"), per_class=12)
+
+
+@pytest.fixture(scope="module")
+def pretrained() -> list[np.ndarray]:
+    return list(get_backbone("efficientnet_lite0").build((48, 48, 3)).get_weights())
+
+
+def _train(data: Path, base: Path, name: str, **hp: str) -> Path:
+    result = run(
+        TrainRequest(
+            train=Channel(str(data)),
+            model_base_path=base,
+            model_name=name,
+            base_model="efficientnet_lite0",
+            hyperparameters=hyperparameters.parse({**HP, **hp}),
+        )
+    )
+    assert result.path is not None
+    return result.path
+
+
+def test_frozen_backbone_keeps_every_pretrained_weight(
+    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
+) -> None:
+    version = _train(few_digits, tmp_path, "frozen", train_only_top_layer="true")
+    after, _ = _weights_after(version)
+    assert len(after) == len(pretrained)
+    assert all(np.array_equal(a, b) for a, b in zip(after, pretrained, strict=True))
+    meta = modeldir.read_metadata(version)
+    assert meta.architecture == "backbone:efficientnet_lite0"
+    assert meta.preprocessing.scale == pytest.approx(1 / 128) and meta.preprocessing.offset == pytest.approx(-127 / 128)
+
+
+def test_fine_tuning_moves_weights_but_not_batchnorm_statistics(
+    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
+) -> None:
+    version = _train(few_digits, tmp_path, "tuned", train_only_top_layer="false")
+    after, names = _weights_after(version)
+    changed = {n for n, a, b in zip(names, after, pretrained, strict=True) if not np.array_equal(a, b)}
+    moving = [n for n in names if "moving_" in n]
+    assert moving, "the backbone has BatchNorm layers"
+    assert not changed & set(moving), "BatchNorm statistics stay frozen while fine-tuning"
+    assert any("kernel" in n for n in changed), "convolution kernels are trained"
+
+
+def test_lower_backbone_learning_rate_moves_it_less(
+    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
+) -> None:
+    def drift(version: Path) -> float:
+        after, names = _weights_after(version)
+        return sum(
+            float(np.abs(a - b).sum()) for n, a, b in zip(names, after, pretrained, strict=True) if "kernel" in n
+        )
+
+    full = drift(_train(few_digits, tmp_path, "full", optimizer="sgd"))
+    slow = drift(_train(few_digits, tmp_path, "slow", optimizer="sgd", backbone_learning_rate_multiplier="0.01"))
+    assert slow < full * 0.1
