@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 
-def _bare_fit(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, epochs: int) -> list[float]:
+def _bare_fit(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, epochs: int
+) -> list[float]:
     import tf_keras as keras
 
     from tfic.modeldir import Preprocessing
@@ -32,9 +34,14 @@ def _bare_fit(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
 
     hp = parse({"learning_rate": "0.003"})
     model = build_classifier(architectures.small_cnn((32, 32, 3)), 10, (32, 32, 3), Preprocessing(), 0.2, 1e-4, 1)
-    model.compile(optimizer=make_optimizer(hp), loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                           keras.metrics.TopKCategoricalAccuracy(k=5, name="top_k_accuracy")])
+    model.compile(
+        optimizer=make_optimizer(hp),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top_k_accuracy"),
+        ],
+    )
     rates: list[float] = []
 
     class Timer(keras.callbacks.Callback):  # type: ignore[misc]
@@ -44,8 +51,16 @@ def _bare_fit(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             rates.append(len(train_x) / (time.perf_counter() - self.start))
 
-    model.fit(train_x, train_y, batch_size=32, epochs=epochs, validation_data=(val_x, val_y), callbacks=[Timer()],
-              verbose=0, shuffle=True)
+    model.fit(
+        train_x,
+        train_y,
+        batch_size=32,
+        epochs=epochs,
+        validation_data=(val_x, val_y),
+        callbacks=[Timer()],
+        verbose=0,
+        shuffle=True,
+    )
     return rates[1:]
 
 
@@ -53,8 +68,15 @@ def _tfic(data: Path, base: Path, epochs: int) -> list[float]:
     from trainer_svc.training.hyperparameters import parse
     from trainer_svc.training.train import Channel, TrainRequest, run
 
-    hp = parse({"model": "small_cnn", "image_shape": "3,32,32", "epochs": str(epochs), "learning_rate": "0.003",
-                "checkpoint_frequency": "0"})
+    hp = parse(
+        {
+            "model": "small_cnn",
+            "image_shape": "3,32,32",
+            "epochs": str(epochs),
+            "learning_rate": "0.003",
+            "checkpoint_frequency": "0",
+        }
+    )
     result = run(TrainRequest(train=Channel(str(data)), model_base_path=base, model_name="bench", hyperparameters=hp))
     return [e["images_per_second"] for e in result.history[1:]]
 
@@ -97,7 +119,7 @@ def main() -> None:
         "bare_fit_images_per_second": round(statistics.median(bare_rates), 1),
         "ratio": round(statistics.median(tfic_rates) / statistics.median(bare_rates), 3),
         "epochs_measured": {"tfic": len(tfic_rates), "bare": len(bare_rates)},
-        "setup": "small_cnn 32x32, 1438 train / 359 val digits images, batch 32, adam; first epoch of each run excluded",
+        "setup": "small_cnn 32x32, 1438 train / 359 val digits, batch 32, adam; first epoch of each run excluded",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

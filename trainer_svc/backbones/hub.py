@@ -169,10 +169,10 @@ class SavedModelLayer(keras.layers.Layer):  # type: ignore[misc]
     """
 
     def __init__(self, path: str, endpoint: Endpoint, trainable: bool | None = None, **kwargs: Any) -> None:
-        self._loaded = tf.saved_model.load(path)
-        concretes = _concrete_functions(self._loaded, endpoint.name)
-        train_vars, other_vars = _variables(concretes)
+        loaded = tf.saved_model.load(path)
+        train_vars, other_vars = _variables(_concrete_functions(loaded, endpoint.name))
         super().__init__(trainable=bool(train_vars) if trainable is None else trainable, **kwargs)
+        self._loaded = loaded
         self._path = path
         self._endpoint = endpoint
         for v in train_vars:
@@ -195,7 +195,8 @@ class SavedModelLayer(keras.layers.Layer):  # type: ignore[misc]
         if endpoint.name == CALL:
             fn = getattr(self._loaded, CALL)
             if endpoint.accepts_training:
-                train = bool(training) and self.trainable if isinstance(training, bool | None) else training
+                # A frozen layer always runs in inference mode (batch norm statistics included).
+                train = False if not self.trainable or training is None else training
                 if isinstance(train, bool):
                     outputs = fn(inputs, training=train)
                 else:  # a symbolic training flag

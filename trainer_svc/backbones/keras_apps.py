@@ -111,13 +111,17 @@ def _build(spec: AppSpec, weights: str | Path | None, input_shape: tuple[int, in
         _set_efficientnet_normalization(app)
     if not spec.bgr:
         return app
-    # RGB→BGR as a fixed 1×1 convolution (exact: one weight of 1 per output channel) rather than a
-    # Lambda, so the model saves and reloads with plain Keras layers.
     inputs = keras.Input(shape=input_shape, name="images")
+    return keras.Model(inputs, app(rgb_to_bgr()(inputs)), name=spec.name)
+
+
+def rgb_to_bgr() -> keras.layers.Layer:
+    """Channel reversal as a fixed 1×1 convolution (exact: one weight of 1 per output channel)
+    rather than a Lambda, so models save and reload with plain Keras layers."""
     flip = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="rgb_to_bgr")
-    outputs = app(flip(inputs))
+    flip.build((None, None, None, 3))
     flip.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3)])
-    return keras.Model(inputs, outputs, name=spec.name)
+    return flip
 
 
 def backbone(name: str, weights: str | None = None) -> Backbone:

@@ -101,7 +101,7 @@ class _LazyTensor:
         return np.array(strided, dtype=data.dtype.newbyteorder("="), order="C", copy=True)
 
 
-def _rebuild_tensor_v2(  # noqa: PLR0917 - the signature torch pickles calls to
+def _rebuild_tensor_v2(
     storage: _StorageView,
     storage_offset: int,
     size: tuple[int, ...],

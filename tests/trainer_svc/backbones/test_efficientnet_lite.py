@@ -45,9 +45,9 @@ def classifier(backbone: Backbone) -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def scratch_model() -> keras.Model:
-    """A small classifier graph that tests may load any weights into."""
-    return efficientnet_lite.build_model((32, 32, 3), include_top=True)
+def odd_model() -> keras.Model:
+    """A classifier graph at an odd input size; tests load whatever weights they need into it."""
+    return efficientnet_lite.build_model((195, 257, 3), include_top=True)
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_logits_match_the_pytorch_reference(logits: np.ndarray[Any, Any], images
 
 
 def test_padding_matches_the_reference_at_odd_sizes(
-    cache_dir: Path, classifier: keras.Model, no_conversion: None
+    cache_dir: Path, classifier: keras.Model, odd_model: keras.Model, no_conversion: None
 ) -> None:
     """TF "SAME" padding (smaller half first) must agree with the reference's dynamic padding.
 
@@ -132,11 +132,10 @@ def test_padding_matches_the_reference_at_odd_sizes(
     )
     model.eval()
     x = _prepare(skimage_data.astronaut(), (195, 257))
-    odd = efficientnet_lite.build_model((195, 257, 3), include_top=True)
-    convert.load_pretrained(odd)
+    convert.load_pretrained(odd_model)
     with torch.no_grad():
         expected = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-    assert np.abs(expected - np.asarray(odd(x, training=False))).max() < 1e-3
+    assert np.abs(expected - np.asarray(odd_model(x, training=False))).max() < 1e-3
 
 
 def test_cache_is_written_once_and_reused(
@@ -146,18 +145,19 @@ def test_cache_is_written_once_and_reused(
     assert len(files) == 1
     assert not list((cache_dir / "backbones").glob(".tmp-*"))
     assert files[0] == convert.cache_path(convert.packaged_checkpoint(), cache_dir)
+    assert files[0].stat().st_mode & 0o777 == 0o644
     stamp = files[0].stat().st_mtime_ns
     assert convert.main([]) == 0  # `python -m trainer_svc.backbones.convert`: a no-op now
     assert capsys.readouterr().out.strip() == str(files[0])
     assert files[0].stat().st_mtime_ns == stamp
 
 
-def test_damaged_cache_is_converted_again(tmp_path: Path, classifier: keras.Model, scratch_model: keras.Model) -> None:
+def test_damaged_cache_is_converted_again(tmp_path: Path, classifier: keras.Model, odd_model: keras.Model) -> None:
     path = convert.cache_path(convert.packaged_checkpoint(), tmp_path)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an hdf5 file")
-    assert convert.load_pretrained(scratch_model, cache_dir=tmp_path) == path
-    for got, want in zip(scratch_model.get_weights(), classifier.get_weights(), strict=True):
+    assert convert.load_pretrained(odd_model, cache_dir=tmp_path) == path
+    for got, want in zip(odd_model.get_weights(), classifier.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
     assert path.stat().st_size > 1_000_000
 
@@ -169,8 +169,20 @@ def test_random_weights_have_no_classifier() -> None:
         backbone.build_classifier()
 
 
-def test_conversion_rejects_a_mismatched_state_dict(scratch_model: keras.Model) -> None:
-    model = scratch_model
+def test_weights_from_files(cache_dir: Path, classifier: keras.Model) -> None:
+    """A PyTorch state dict is converted like the packaged one; a Keras file is loaded as is."""
+    torch_file = get_backbone("efficientnet_lite0", weights=str(convert.packaged_checkpoint()))
+    cached = convert.cache_path(convert.packaged_checkpoint(), cache_dir)
+    keras_file = get_backbone("efficientnet_lite0", weights=str(cached))
+    for backbone in (torch_file, keras_file):
+        assert backbone.pretrained and backbone.has_classifier and len(backbone.class_names) == 1000
+    assert keras_file.weights == str(cached)
+    with pytest.raises(ValueError, match="classifier graph"):
+        convert.load_pretrained(efficientnet_lite.features_model(classifier))
+
+
+def test_conversion_rejects_a_mismatched_state_dict(odd_model: keras.Model) -> None:
+    model = odd_model
     state = torch_legacy.load_state_dict(convert.packaged_checkpoint())
     state["_blocks.3._depthwise_conv.weight"] = state["_blocks.3._depthwise_conv.weight"][:, :, :3, :3]
     with pytest.raises(torch_legacy.CheckpointError, match="block3_dwconv"):

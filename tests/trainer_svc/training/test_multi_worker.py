@@ -34,7 +34,7 @@ def test_two_workers_produce_one_version(tmp_path: Path, digits_dir: Path) -> No
         ]  # fmt: skip
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs, strict=True):
+    for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "wrote mw version 1" in outputs[0][0]
     assert "wrote mw" not in outputs[1][0]
