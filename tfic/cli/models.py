@@ -57,7 +57,6 @@ def _backbones_export(args: argparse.Namespace) -> int:
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from trainer_svc.training.hyperparameters import specs
     from trainer_svc.training.strategy import STRATEGIES
 
     p = sub.add_parser(
@@ -85,12 +84,19 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--metrics-log", type=Path, help="append one JSON object per event/epoch to this file")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    group = p.add_argument_group("hyperparameters (SageMaker names; aliases accepted)")
+    add_hyperparameter_flags(p)
+    p.set_defaults(handler=_train)
+
+
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """``--<name> VALUE`` (and ``--<name-with-dashes>``) for every hyperparameter and alias."""
+    from trainer_svc.training.hyperparameters import specs
+
+    group = parser.add_argument_group("hyperparameters (SageMaker names; aliases accepted)")
     seen: set[str] = set()
     for spec in specs():
-        names = [spec.name, *spec.aliases]
         options = []
-        for n in names:
+        for n in (spec.name, *spec.aliases):
             for opt in (f"--{n}", f"--{n.replace('_', '-')}"):
                 if opt not in seen:
                     seen.add(opt)
@@ -102,7 +108,6 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
             action="append",
             help=f"{spec.help} ({spec.describe_range()}; default {spec.default})",
         )
-    p.set_defaults(handler=_train)
 
 
 def hyperparameter_values(args: argparse.Namespace) -> dict[str, Any]:

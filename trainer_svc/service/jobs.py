@@ -128,13 +128,15 @@ class ModelOutput:
     model_name: str
     version: int
     path: str
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> ModelOutput:
-        return cls(str(data["model_name"]), int(data["version"]), str(data["path"]))
+        metrics = {str(k): float(v) for k, v in (data.get("metrics") or {}).items()}
+        return cls(str(data["model_name"]), int(data["version"]), str(data["path"]), metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "version": self.version, "path": self.path}
+        return {"model_name": self.model_name, "version": self.version, "path": self.path, "metrics": self.metrics}
 
 
 @dataclass(frozen=True)

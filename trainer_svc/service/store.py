@@ -123,7 +123,10 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 """
 
-_COLUMNS = "ord, job_id, name, request_id, state, spec, attempt, create_time, start_time, end_time, failure_reason, last_metrics, output, worker_pid"
+_COLUMNS = (
+    "ord, job_id, name, request_id, state, spec, attempt, create_time, start_time, end_time, failure_reason, "
+    "last_metrics, output, worker_pid"
+)
 _UPDATABLE = {"state", "start_time", "end_time", "failure_reason", "last_metrics", "output", "worker_pid"}
 
 
@@ -169,7 +172,9 @@ class SqliteJobStore(JobStore):
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise FailedPrecondition(f"{self.path}: cannot use SQLite WAL mode (got {mode}); is it on a network filesystem?")
+            raise FailedPrecondition(
+                f"{self.path}: cannot use SQLite WAL mode (got {mode}); is it on a network filesystem?"
+            )
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._migrate()
@@ -227,14 +232,25 @@ class SqliteJobStore(JobStore):
     def create(self, job: Job) -> tuple[Job, bool]:
         def insert() -> tuple[Job, bool]:
             if job.request_id:
-                earlier = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE request_id = ?", (job.request_id,)).fetchone()
+                earlier = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE request_id = ?", (job.request_id,)
+                ).fetchone()
                 if earlier is not None:
                     return _job(earlier), False
             if self._db.execute("SELECT 1 FROM jobs WHERE name = ?", (job.name,)).fetchone():
                 raise AlreadyExists(f"a training job named {job.name!r} already exists", name=job.name)
             self._db.execute(
-                "INSERT INTO jobs (job_id, name, request_id, state, spec, attempt, create_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.job_id, job.name, job.request_id or None, job.state.value, job.spec.to_json(), job.attempt, job.create_time),
+                "INSERT INTO jobs (job_id, name, request_id, state, spec, attempt, create_time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.job_id,
+                    job.name,
+                    job.request_id or None,
+                    job.state.value,
+                    job.spec.to_json(),
+                    job.attempt,
+                    job.create_time,
+                ),
             )
             self._append(job.job_id, state_event(job.state), job.attempt)
             return job, True
@@ -254,7 +270,8 @@ class SqliteJobStore(JobStore):
         return _job(rows[0]) if rows else None
 
     def list_jobs(self, states: Sequence[JobState], limit: int, before: int | None) -> tuple[list[Job], int | None]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if states:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             params.extend(s.value for s in states)
@@ -269,7 +286,9 @@ class SqliteJobStore(JobStore):
 
     def active(self) -> list[Job]:
         marks = ", ".join("?" for _ in ACTIVE_STATES)
-        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY ord", [s.value for s in ACTIVE_STATES])
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY ord", [s.value for s in ACTIVE_STATES]
+        )
         return [_job(r) for r in rows]
 
     def update(self, job_id: str, event: NewEvent | None = None, attempt: int | None = None, **changes: Any) -> Job:
@@ -306,7 +325,9 @@ class SqliteJobStore(JobStore):
             "SELECT job_id, seq, time, attempt, type, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq",
             (job_id, after),
         )
-        return [JobEvent(r["job_id"], r["seq"], r["time"], r["attempt"], r["type"], json.loads(r["data"])) for r in rows]
+        return [
+            JobEvent(r["job_id"], r["seq"], r["time"], r["attempt"], r["type"], json.loads(r["data"])) for r in rows
+        ]
 
     def count_by_state(self) -> dict[JobState, int]:
         rows = self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -11,14 +11,19 @@ import contextlib
 import json
 import os
 
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any
 
 from tfic.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str) -> "tf.distribute.Strategy":
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         # RuntimeError: already initialised; growth must be set before first use.
@@ -47,8 +52,10 @@ def _tf_config() -> dict:  # type: ignore[type-arg]
     return data if isinstance(data, dict) else {}
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
+def is_chief(strategy: Any) -> bool:
     """Worker 0 (or the chief task) writes the model; other workers write to temporary dirs."""
+    import tensorflow as tf
+
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task = _tf_config().get("task", {})

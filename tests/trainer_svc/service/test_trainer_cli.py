@@ -1,0 +1,61 @@
+"""``tfic jobs ...`` against a real server (queue paused, so no training runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from trainer_harness import Running
+
+from tfic.cli.main import main as tfic
+
+
+async def _tfic(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(tfic, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_submit_get_list_stop_watch(idle_trainer: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    server = ("--server", f"127.0.0.1:{idle_trainer.port}")
+    code, out, _ = await _tfic(
+        capsys, "jobs", "submit", "digits", "--model-name", "digits", "--name", "from-cli", "--epochs", "2",
+        "--model", "small_cnn", "--image-shape", "3,16,16", "--json", *server,
+    )  # fmt: skip
+    assert code == 0
+    job = json.loads(out)
+    assert job["name"] == "from-cli"
+    assert job["state"] == "JOB_STATE_PENDING"
+    assert job["spec"]["hyperparameters"]["extra"]["epochs"] == "2"
+
+    code, out, _ = await _tfic(capsys, "jobs", "get", "from-cli", *server)
+    assert code == 0
+    assert "state:    Pending" in out
+
+    code, out, _ = await _tfic(capsys, "jobs", "list", "--state", "Pending", *server)
+    assert code == 0
+    assert out.split()[:2] == ["from-cli", "Pending"]
+
+    code, out, _ = await _tfic(capsys, "jobs", "stop", "from-cli", "--json", *server)
+    assert code == 0
+    assert json.loads(out)["state"] == "JOB_STATE_STOPPED"
+
+    code, out, _ = await _tfic(capsys, "jobs", "watch", "from-cli", "--json", *server)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e.get("state") for e in lines[:-1]] == ["JOB_STATE_PENDING", "JOB_STATE_STOPPED"]
+    assert lines[-1]["state"] == "JOB_STATE_STOPPED"
+    assert code == 1  # it did not complete
+
+
+async def test_errors_are_reported_with_the_servers_message(
+    idle_trainer: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ("--server", f"127.0.0.1:{idle_trainer.port}")
+    code, _, err = await _tfic(capsys, "jobs", "submit", "digits", "--model-name", "m", "--epochs", "0", *server)
+    assert code == 2
+    assert "epochs=0 is out of range" in err
+    code, _, err = await _tfic(capsys, "jobs", "get", "nobody", *server)
+    assert code == 2
+    assert "no training job with id or name 'nobody'" in err

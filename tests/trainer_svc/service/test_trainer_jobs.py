@@ -1,0 +1,59 @@
+"""Real training in real worker processes: the queue, stopping a running job, completing one, late watchers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from trainer_harness import StartTrainer, model_versions, spec, states_of
+
+from tfic.v1 import trainer_pb2 as pb
+
+
+def _is_epoch(event: pb.TrainingEvent) -> bool:
+    return event.WhichOneof("event") == "epoch"
+
+
+async def test_a_queued_job_waits_for_a_stopped_one_then_completes(start_trainer: StartTrainer) -> None:
+    trainer = await start_trainer(max_concurrent_jobs=1)
+    models = trainer.settings.model_base_path
+    long = await trainer.create("long", spec(epochs=500, model_name="long-model"))
+    short = await trainer.create("short", spec(epochs=2, model_name="digits"))
+    live = asyncio.create_task(trainer.watch("short"))  # joined before it started: every event arrives live
+
+    await trainer.wait_state("long", pb.JOB_STATE_IN_PROGRESS)
+    await trainer.watch("long", until=_is_epoch)  # training for real
+    assert (await trainer.get("short")).state == pb.JOB_STATE_PENDING  # one at a time
+
+    stopping = await trainer.stub.StopTrainingJob(pb.StopTrainingJobRequest(job="long"))
+    assert stopping.state == pb.JOB_STATE_STOPPING
+    long_events = await trainer.watch("long")  # a late watcher: the whole history, then the end
+    assert states_of(long_events) == [
+        pb.JOB_STATE_PENDING,
+        pb.JOB_STATE_IN_PROGRESS,
+        pb.JOB_STATE_STOPPING,
+        pb.JOB_STATE_STOPPED,
+    ]
+    assert [e.sequence for e in long_events] == list(range(1, len(long_events) + 1))
+    stopped = await trainer.get("long")
+    assert stopped.state == pb.JOB_STATE_STOPPED
+    assert model_versions(models / "long-model") == []  # nothing published, no staging left
+    assert not (trainer.settings.jobs_dir / long.job_id / "work").exists()  # checkpoints removed
+
+    short_events = await asyncio.wait_for(live, timeout=180)
+    assert states_of(short_events) == [pb.JOB_STATE_PENDING, pb.JOB_STATE_IN_PROGRESS, pb.JOB_STATE_COMPLETED]
+    assert [e.epoch.epoch for e in short_events if _is_epoch(e)] == [1, 2]
+    published = [e.model for e in short_events if e.WhichOneof("event") == "model"]
+    assert [(m.model_name, m.version) for m in published] == [("digits", 1)]
+
+    done = await trainer.get(short.job_id)
+    assert done.state == pb.JOB_STATE_COMPLETED
+    assert done.attempt == 1
+    assert done.output.version == 1
+    assert done.last_metrics.epoch == 2
+    assert "val_accuracy" in done.last_metrics.values
+    assert done.start_time.ToNanoseconds() >= stopped.end_time.ToNanoseconds()
+    assert model_versions(models / "digits") == ["1"]
+    assert (models / "digits" / "1" / "saved_model.pb").is_file()
+    assert not (trainer.settings.jobs_dir / short.job_id / "work").exists()
+
+    assert await trainer.watch("short") == short_events  # joining after the end replays the same stream

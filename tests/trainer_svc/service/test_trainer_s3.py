@@ -1,0 +1,77 @@
+"""An ``s3://`` channel through fsspec/s3fs, against moto's S3 server started here (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from trainer_harness import StartTrainer, rpc_error, spec
+
+from tfic.cli.main import main as tfic
+from tfic.v1 import trainer_pb2 as pb
+
+BUCKET = "tfic-data"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch, data_root: Path) -> Iterator[str]:
+    """A moto S3 server on a free port holding 10 digits per class under s3://tfic-data/digits/."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for var in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    digits = data_root / "digits"
+    for folder in sorted(digits.iterdir()):
+        for path in sorted(folder.glob("*.png"))[:10]:  # 100 images keep the upload and the download quick
+            client.upload_file(str(path), BUCKET, f"digits/{path.relative_to(digits).as_posix()}")
+    yield endpoint
+    server.stop()
+
+
+async def test_train_from_an_s3_channel(
+    start_trainer: StartTrainer, s3_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trainer = await start_trainer(s3_endpoint_url=s3_endpoint)
+    missing = await rpc_error(trainer.create("nothing-there", spec(f"s3://{BUCKET}/nothing/")))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert f"s3://{BUCKET}/nothing/" in (missing.details() or "")
+
+    argv = [
+        "jobs", "submit", f"s3://{BUCKET}/digits/", "--model-name", "from-s3", "--name", "from-s3",
+        "--epochs", "2", "--model", "small_cnn", "--image_shape", "3,16,16", "--seed", "7",
+        "--wait", "--json", "--server", f"127.0.0.1:{trainer.port}",
+    ]  # fmt: skip
+    capsys.readouterr()
+    code = await asyncio.to_thread(tfic, argv)
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    final = lines[-1]
+    assert code == 0, final
+    assert final["state"] == "JOB_STATE_COMPLETED"
+    assert any("epoch" in line for line in lines[:-1])  # the watched events came first
+    version = trainer.settings.model_base_path / "from-s3" / "1"
+    assert final["output"]["path"] == str(version)
+    assert (version / "saved_model.pb").is_file()
+    assert not (trainer.settings.jobs_dir / final["job_id"] / "cache").exists()  # the download is cleaned up
+    job = await trainer.get("from-s3")
+    assert job.state == pb.JOB_STATE_COMPLETED

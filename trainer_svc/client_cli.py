@@ -1,0 +1,328 @@
+"""``tfic jobs submit|get|list|stop|watch``: a command-line client of the Trainer service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from tfic import errors
+from tfic.settings import add_flag
+from tfic.v1 import trainer_pb2 as pb
+from tfic.v1 import trainer_pb2_grpc
+
+STATE_NAMES = {
+    "Pending": pb.JOB_STATE_PENDING,
+    "InProgress": pb.JOB_STATE_IN_PROGRESS,
+    "Completed": pb.JOB_STATE_COMPLETED,
+    "Failed": pb.JOB_STATE_FAILED,
+    "Stopping": pb.JOB_STATE_STOPPING,
+    "Stopped": pb.JOB_STATE_STOPPED,
+}
+STATE_OF = {v: k for k, v in STATE_NAMES.items()}
+TERMINAL = (pb.JOB_STATE_COMPLETED, pb.JOB_STATE_FAILED, pb.JOB_STATE_STOPPED)
+FORMATS = {"folder": pb.DATA_FORMAT_FOLDER, "lst": pb.DATA_FORMAT_LST, "recordio": pb.DATA_FORMAT_RECORDIO}
+FORMATS["tfrecord"] = pb.DATA_FORMAT_TFRECORD
+
+_ERRORS: dict[grpc.StatusCode, type[errors.TficError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.CANCELLED: errors.Cancelled,
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    jobs = sub.add_parser(
+        "jobs", help="submit and follow training jobs on a Trainer service", description="Talk to `tfic serve trainer`."
+    )
+    which = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
+
+    p = which.add_parser("submit", help="create a training job", description="Create a training job on the server.")
+    _connection(p)
+    p.add_argument("data", help="training data: a path under the server's data roots, or an s3:// URI")
+    p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
+    p.add_argument("--format", choices=sorted(FORMATS), help="data format (default: inferred from the path)")
+    p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
+    p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
+    p.add_argument("--model-name", required=True, help="model name the new version is published under")
+    p.add_argument("--name", help="job name (default: MODEL_NAME-<date>-<time>)")
+    p.add_argument("--base-model", help="backbone name, or the path of a tfic model version (incremental training)")
+    p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (SageMaker's format)")
+    p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the same job")
+    p.add_argument("--wait", action="store_true", help="watch the job until it ends; exit 1 unless it completes")
+    _hyperparameter_flags(p)
+    p.set_defaults(handler=_submit)
+
+    p = which.add_parser("get", help="show a job", description="Show one job (by id or name).")
+    _connection(p)
+    p.add_argument("job", help="job id or name")
+    p.set_defaults(handler=_get)
+
+    p = which.add_parser("list", help="list jobs, newest first", description="List jobs, newest first.")
+    _connection(p)
+    p.add_argument("--state", action="append", choices=list(STATE_NAMES), help="only jobs in this state (repeatable)")
+    p.add_argument("--page-size", type=int, default=50, help="jobs per page")
+    p.add_argument("--page-token", default="", help="next_page_token of a previous page")
+    p.add_argument("--all", action="store_true", help="follow every page")
+    p.set_defaults(handler=_list)
+
+    p = which.add_parser("stop", help="stop a job", description="Stop a job: Stopping, then Stopped.")
+    _connection(p)
+    p.add_argument("job", help="job id or name")
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    p.set_defaults(handler=_stop)
+
+    p = which.add_parser(
+        "watch", help="follow a job's events", description="Replay a job's events, then follow it until it ends."
+    )
+    _connection(p)
+    p.add_argument("job", help="job id or name")
+    p.set_defaults(handler=_watch)
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    add_flag(p, "--server", default="localhost:8600", env="TFIC_TRAINER_ADDRESS", help="Trainer service HOST:PORT")
+    add_flag(p, "--tls", type=bool, default=False, env="TFIC_TRAINER_TLS", help="connect with TLS")
+    add_flag(p, "--ca-cert", type=Path, env="TFIC_TRAINER_CA_CERT", help="PEM CA bundle for --tls (default: system)")
+    p.add_argument("--auth-token", help="bearer token [env TFIC_TRAINER_AUTH_TOKEN]")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON; JSON Lines for watch)")
+
+
+def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
+    """The same ``--name VALUE`` hyperparameter flags as ``tfic train`` (read by ``hyperparameter_values``)."""
+    from trainer_svc.training.hyperparameters import specs
+
+    group = p.add_argument_group("hyperparameters (SageMaker names; aliases accepted)")
+    seen: set[str] = set()
+    for spec in specs():
+        options = []
+        for n in (spec.name, *spec.aliases):
+            for opt in (f"--{n}", f"--{n.replace('_', '-')}"):
+                if opt not in seen:
+                    seen.add(opt)
+                    options.append(opt)
+        group.add_argument(*options, dest=f"hp__{spec.name}", metavar="V", action="append", help=spec.help)
+
+
+class _Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.address: str = args.server
+        token = args.auth_token or os.environ.get("TFIC_TRAINER_AUTH_TOKEN")
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        if args.tls:
+            roots = args.ca_cert.read_bytes() if args.ca_cert else None
+            self.channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(roots))
+        else:
+            self.channel = grpc.insecure_channel(self.address)
+        self.stub = trainer_pb2_grpc.TrainerStub(self.channel)
+
+    def call(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return method(request, metadata=self.metadata, timeout=60)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+        try:
+            yield from method(request, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> errors.TficError:
+        code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.UNAVAILABLE:
+            details = f"cannot reach the trainer at {self.address}: {details}"
+        return _ERRORS.get(code, errors.TficError)(details)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from tfic.cli.models import hyperparameter_values
+
+    values = hyperparameter_values(args)
+    channels = [pb.InputChannel(name="train", uri=args.data, image_root=args.image_root or "")]
+    if args.validation:
+        channels.append(
+            pb.InputChannel(name="validation", uri=args.validation, image_root=args.validation_image_root or "")
+        )
+    if args.format:
+        for channel in channels:
+            channel.format = FORMATS[args.format]  # type: ignore[assignment]
+    spec = pb.TrainingJobSpec(
+        channels=channels,
+        hyperparameters=pb.Hyperparameters(extra={k: _text(v) for k, v in values.items()}),
+        base_model=args.base_model or "",
+        model_name=args.model_name,
+    )
+    name = args.name or f"{args.model_name}-{time.strftime('%Y%m%d-%H%M%S')}".replace("_", "-").replace(".", "-")
+    client = _Client(args)
+    try:
+        job = client.call(
+            client.stub.CreateTrainingJob,
+            pb.CreateTrainingJobRequest(name=name, spec=spec, request_id=args.request_id or ""),
+        )
+        if not args.wait:
+            _print_job(job, args.json)
+            return 0
+        if not args.json:
+            print(f"submitted {job.name} ({job.job_id})", file=sys.stderr)
+        return _follow(client, job.job_id, args.json)
+    finally:
+        client.close()
+
+
+def _get(args: argparse.Namespace) -> int:
+    client = _Client(args)
+    try:
+        _print_job(client.call(client.stub.GetTrainingJob, pb.GetTrainingJobRequest(job=args.job)), args.json)
+    finally:
+        client.close()
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    client = _Client(args)
+    token = args.page_token
+    states = [STATE_NAMES[s] for s in args.state or ()]
+    try:
+        while True:
+            request = pb.ListTrainingJobsRequest(states=states, page_size=args.page_size, page_token=token)  # type: ignore[arg-type]
+            page = client.call(client.stub.ListTrainingJobs, request)
+            for job in page.jobs:
+                if args.json:
+                    print(json.dumps(_dict(job)))
+                else:
+                    print(f"{job.name:<32} {STATE_OF.get(job.state, '?'):<11} {_created(job):<20} {job.job_id}")
+            token = page.next_page_token
+            if not token or not args.all:
+                break
+        if token and not args.json:
+            print(f"more: --page-token {token}", file=sys.stderr)
+    finally:
+        client.close()
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    client = _Client(args)
+    try:
+        job = client.call(client.stub.StopTrainingJob, pb.StopTrainingJobRequest(job=args.job))
+        if args.wait:
+            return _follow(client, job.job_id, args.json, expect=pb.JOB_STATE_STOPPED)
+        _print_job(job, args.json)
+    finally:
+        client.close()
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    client = _Client(args)
+    try:
+        return _follow(client, args.job, args.json)
+    finally:
+        client.close()
+
+
+def _follow(client: _Client, job: str, as_json: bool, expect: int = pb.JOB_STATE_COMPLETED) -> int:
+    """Print the job's events (a bar that advances per epoch on a terminal) and its final state."""
+    from tqdm import tqdm
+
+    bar: Any = None
+    interactive = sys.stderr.isatty() and not as_json
+    for event in client.stream(client.stub.WatchTrainingJob, pb.WatchTrainingJobRequest(job=job)):
+        kind = event.WhichOneof("event")
+        if as_json:
+            print(json.dumps(_dict(event)), flush=True)
+        elif kind == "epoch":
+            m = event.epoch
+            shown = {
+                k: f"{v:.4f}"
+                for k, v in sorted(m.values.items())
+                if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            }
+            if interactive:
+                if bar is None:
+                    bar = tqdm(total=m.epochs, initial=m.epoch - 1, desc="training", unit="epoch", file=sys.stderr)
+                bar.update(1)
+                bar.set_postfix(shown)
+            else:
+                metrics = " ".join(f"{k}={v}" for k, v in shown.items())
+                print(f"epoch {m.epoch}/{m.epochs} {metrics} ({m.images_per_second:.0f} img/s)", file=sys.stderr)
+        else:
+            if bar is not None:
+                bar.close()
+                bar = None
+            print(_describe(event), file=sys.stderr)
+    if bar is not None:
+        bar.close()
+    final = client.call(client.stub.GetTrainingJob, pb.GetTrainingJobRequest(job=job))
+    _print_job(final, as_json)
+    return 0 if final.state == expect else 1
+
+
+def _describe(event: pb.TrainingEvent) -> str:
+    kind = event.WhichOneof("event")
+    if kind == "state":
+        reason = f": {event.failure_reason}" if event.failure_reason else ""
+        return f"state: {STATE_OF.get(event.state, '?')}{reason}"
+    if kind == "model":
+        return f"published {event.model.model_name} version {event.model.version} at {event.model.path}"
+    return str(event.message)
+
+
+def _created(job: pb.TrainingJob) -> str:
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.create_time.seconds)) if job.create_time.seconds else ""
+    )
+
+
+def _dict(message: Any) -> dict[str, Any]:
+    data: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return data
+
+
+def _print_job(job: pb.TrainingJob, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_dict(job)))
+        return
+    lines = [
+        f"job:      {job.name} ({job.job_id})",
+        f"state:    {STATE_OF.get(job.state, '?')}" + (f": {job.failure_reason}" if job.failure_reason else ""),
+        f"attempt:  {job.attempt}",
+        f"created:  {_created(job)}",
+    ]
+    if job.HasField("last_metrics"):
+        m = job.last_metrics
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(m.values.items()))
+        lines.append(f"epoch:    {m.epoch}/{m.epochs} {metrics}")
+    if job.HasField("output"):
+        lines.append(f"model:    {job.output.model_name} version {job.output.version} at {job.output.path}")
+        if job.output.metrics:
+            final = " ".join(f"{k}={v:.4f}" for k, v in sorted(job.output.metrics.items()))
+            lines.append(f"final:    {final}")
+    print("\n".join(lines))
