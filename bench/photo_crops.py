@@ -31,7 +31,7 @@ def _photos() -> dict[str, np.ndarray]:
     }
 
 
-def write_photo_crops(root: Path, per_class: int, seed: int, size: int = 256) -> Path:
+def write_photo_crops(root: Path, per_class: int, seed: int, size: int = 256, grayscale: bool = False) -> Path:
     rng = np.random.default_rng(seed)
     for name, photo in _photos().items():
         folder = root / name
@@ -41,6 +41,9 @@ def write_photo_crops(root: Path, per_class: int, seed: int, size: int = 256) ->
             side = int(min(h, w) * rng.uniform(0.25, 0.55))
             top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
             crop = Image.fromarray(photo[top : top + side, left : left + side, :3]).resize((size, size), Image.BILINEAR)
+            if grayscale:
+                # Without colour, the classes cannot be told apart by their colour histograms alone.
+                crop = crop.convert("L").convert("RGB")
             if rng.random() < 0.5:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             crop.save(folder / f"{i:03d}.jpg", quality=92)

@@ -48,8 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="training class folders (default: photo crops)")
     parser.add_argument("--validation", type=Path, help="validation class folders")
-    parser.add_argument("--train-per-class", type=int, default=10)
+    parser.add_argument("--train-per-class", type=int, default=5)
     parser.add_argument("--val-per-class", type=int, default=30)
+    parser.add_argument("--color", action="store_true", help="keep colour (default: greyscale crops, a harder task)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/transfer_vs_scratch.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +60,9 @@ def main() -> None:
         else:
             from bench.photo_crops import write_photo_crops
 
-            data = write_photo_crops(root / "train", args.train_per_class, seed=1)
-            validation = write_photo_crops(root / "val", args.val_per_class, seed=2)
+            gray = not args.color
+            data = write_photo_crops(root / "train", args.train_per_class, seed=1, grayscale=gray)
+            validation = write_photo_crops(root / "val", args.val_per_class, seed=2, grayscale=gray)
         transfer = _train(
             data, validation, root / "m", "transfer",
             {"train_only_top_layer": "true", "epochs": "10", "learning_rate": "0.01", "batch_size": "16",
@@ -80,7 +82,11 @@ def main() -> None:
             None,
         )  # fmt: skip
     result = {
-        "data": str(args.data or f"photo crops, {args.train_per_class} train / {args.val_per_class} val per class"),
+        "data": str(
+            args.data
+            or f"{'colour' if args.color else 'greyscale'} photo crops, "
+            f"{args.train_per_class} train / {args.val_per_class} val per class"
+        ),
         "transfer_efficientnet_lite0_frozen": transfer,
         "scratch_small_cnn": scratch_small,
         "scratch_resnet20": scratch_resnet,

@@ -25,9 +25,22 @@ def test_help_for_every_command() -> None:
 
 def test_bad_hyperparameter_is_a_one_line_error_with_nonzero_exit(tmp_path: Path, digits_dir: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tfic.cli.main", "train", str(digits_dir), "--model-base-path", str(tmp_path),
-         "--model-name", "m", "--learning_rate", "-3"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tfic.cli.main",
+            "train",
+            str(digits_dir),
+            "--model-base-path",
+            str(tmp_path),
+            "--model-name",
+            "m",
+            "--learning_rate",
+            "-3",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("tfic train: error:")]
@@ -45,16 +58,36 @@ def test_train_evaluate_predict(tmp_path: Path, digits_dir: Path, capsys: pytest
     hp = tmp_path / "hp.json"
     hp.write_text(json.dumps({"model": "small_cnn", "image_shape": "3,16,16", "epochs": "5", "learning_rate": "0.01"}))
     code = main(
-        ["train", str(digits_dir), "--model-base-path", str(tmp_path / "models"), "--model-name", "digits",
-         "--hyperparameters", str(hp), "--epochs", "1", "--metrics-log", str(tmp_path / "log.jsonl")]
+        [
+            "train",
+            str(digits_dir),
+            "--model-base-path",
+            str(tmp_path / "models"),
+            "--model-name",
+            "digits",
+            "--hyperparameters",
+            str(hp),
+            "--epochs",
+            "1",
+            "--metrics-log",
+            str(tmp_path / "log.jsonl"),
+        ]
     )
     assert code == 0
     assert f"wrote digits version 1 to {tmp_path / 'models' / 'digits' / '1'}" in capsys.readouterr().out
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1]  # the flag overrode the file's 5
 
-    code = main(["evaluate", str(tmp_path / "models" / "digits"), str(digits_dir), "--json",
-                 "--confusion-png", str(tmp_path / "cm.png")])
+    code = main(
+        [
+            "evaluate",
+            str(tmp_path / "models" / "digits"),
+            str(digits_dir),
+            "--json",
+            "--confusion-png",
+            str(tmp_path / "cm.png"),
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert {"accuracy", "top_k_accuracy", "per_class", "confusion_matrix"} <= set(report)

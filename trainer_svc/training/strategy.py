@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-
 from typing import TYPE_CHECKING, Any
 
 from tfic.errors import InvalidArgument
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
 
-def make_strategy(name: str) -> "tf.distribute.Strategy":
+def make_strategy(name: str) -> tf.distribute.Strategy:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
