@@ -51,9 +51,8 @@ def _train(address: str, name: str, data: Path, model_name: str, hp: dict[str, s
                 shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(e.values.items()))
                 print(f"  epoch {e.epoch}/{e.epochs} {shown} ({e.images_per_second:.0f} img/s)", flush=True)
             elif kind == "state":
-                print(
-                    f"  state {pb.JobState.Name(event.state)}{': ' + event.failure_reason if event.failure_reason else ''}"
-                )
+                reason = f": {event.failure_reason}" if event.failure_reason else ""
+                print(f"  state {pb.JobState.Name(event.state)}{reason}")
         final = stub.GetTrainingJob(pb.GetTrainingJobRequest(job=job.job_id))
     if final.state != pb.JOB_STATE_COMPLETED:
         raise FailedPrecondition(f"job {name} ended {pb.JobState.Name(final.state)}: {final.failure_reason}")

@@ -90,11 +90,16 @@ def _wait(what: str, ready: Callable[[], bool], services: list[Service], timeout
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - not up yet; keep polling until the deadline
+        except Exception:
             pass
         if time.monotonic() > deadline:
             raise Unavailable(f"{what} was not ready within {timeout:.0f}s")
         time.sleep(0.2)
+
+
+def _check_all(services: list[Service]) -> None:
+    for s in services:
+        s.check_alive()
 
 
 def _grpc_serving(address: str, service: str = "") -> bool:
@@ -126,15 +131,13 @@ def run(args: argparse.Namespace) -> int:
                             "--state-dir", str(work / "trainer-state"), "--model-base-path", str(models),
                             "--data-root", str(data_root)], logs / "trainer.log"),
         Service("inference", ["--host", "127.0.0.1", "--port", str(ports["inference"]), "--metrics-port", "0",
-                              "--model-base-path", str(models), "--poll-interval-seconds", "1"], logs / "inference.log"),
+                              "--model-base-path", str(models), "--poll-interval-seconds", "1"],
+                logs / "inference.log"),
         Service("gateway", ["--host", "127.0.0.1", "--port", str(ports["gateway"]), "--inference", inference_addr],
                 logs / "gateway.log"),
     ]  # fmt: skip
-    stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_signal)
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 DemoEndpoints(trainer_addr, inference_addr, gateway_url, work, models, data_root),
                 epochs=args.epochs,
                 transfer_epochs=args.transfer_epochs,
-                check_alive=lambda: [s.check_alive() for s in services],
+                check_alive=lambda: _check_all(services),
             )
             if args.exit or code != 0:
                 return code
@@ -166,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
                 s.check_alive()
             time.sleep(0.5)
     except KeyboardInterrupt:
+        # Ctrl-C and SIGTERM are how `tfic up` is meant to end: a clean stop, exit status 0.
         print("\nstopping", file=sys.stderr)
-        return 0 if stopping or True else 130
+        return 0
     except FailedPrecondition as exc:
         print(f"tfic up: {exc}", file=sys.stderr)
         return 1
