@@ -1,0 +1,1 @@
+"""Benchmark of the HTTP gateway against direct gRPC: ``python -m bench.gateway.run``."""

@@ -1,0 +1,120 @@
+"""Closed-loop load generators with the same shape for both paths: N workers, each sending its next request
+as soon as the previous answer arrives, for a fixed time.
+
+* :func:`grpc_senders`: ``tfic.v1.Classifier/Classify`` over one shared ``grpc.aio`` channel.
+* :class:`HttpConnection`: ``POST /invocations`` over keep-alive HTTP/1.1 connections (one per worker),
+  written directly on asyncio streams so the client costs about what the gRPC client costs; a general
+  HTTP client library would charge its own overhead to the gateway's numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from grpc import aio
+
+from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+
+Send = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+
+async def run_closed_loop(label: str, senders: list[Send], seconds: float, warmup_seconds: float) -> Result:
+    """Each sender is one worker's connection; latencies are recorded after the warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    counting = False
+    stop = False
+
+    async def worker(send: Send) -> None:
+        nonlocal errors
+        while not stop:
+            start = time.perf_counter()
+            try:
+                await send()
+            except Exception:
+                if counting:
+                    errors += 1
+                continue
+            if counting:
+                latencies.append((time.perf_counter() - start) * 1000)
+
+    tasks = [asyncio.create_task(worker(s)) for s in senders]
+    await asyncio.sleep(warmup_seconds)
+    counting = True
+    begin = time.perf_counter()
+    await asyncio.sleep(seconds)
+    counting = False
+    elapsed = time.perf_counter() - begin
+    stop = True
+    await asyncio.gather(*tasks)
+    return Result(label, len(senders), len(latencies), errors, elapsed, latencies)
+
+
+def grpc_senders(channel: aio.Channel, model: str, image: bytes, concurrency: int) -> list[Send]:
+    stub = classifier_pb2_grpc.ClassifierStub(channel)
+    request = classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=model), images=[image])
+
+    async def send() -> None:
+        await stub.Classify(request, timeout=30)
+
+    return [send] * concurrency
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection sending the same POST; reads Content-Length-framed responses."""
+
+    def __init__(self, host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        self.request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def send(self) -> None:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()

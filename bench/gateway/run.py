@@ -1,0 +1,205 @@
+"""The gateway's cost, measured in one run: HTTP through the gateway vs direct gRPC Classify, same load.
+
+Starts the inference service (``python -m inference_svc``) and the gateway (``python -m gateway``) as
+their own processes, serving a small exported CNN, then for each concurrency runs the same closed-loop
+load twice per path, alternating (gRPC, HTTP, HTTP, gRPC) so drift hits both alike: direct
+``tfic.v1.Classifier/Classify`` on the inference service, and ``POST /invocations`` (one JPEG,
+``Accept: application/json``) on the gateway. Reports throughput and p50/p99 per path and the gateway's
+overhead against the goals (≤ 10 % less throughput, ≤ 2 ms added p50). Writes JSON::
+
+    python -m bench.gateway.run                                   # ~2 minutes on 2 cores
+    python -m bench.gateway.run --concurrency 1,16 --seconds 5    # shorter
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.gateway.loadgen import HttpConnection, Result, grpc_senders, run_closed_loop
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+MODEL = "bench"
+GOAL_THROUGHPUT_RATIO = 0.90
+GOAL_ADDED_P50_MS = 2.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+@contextmanager
+def _process(command: list[str], pattern: str) -> Iterator[tuple[subprocess.Popen[str], re.Match[str]]]:
+    """Start ``command``; yield once a stderr line matches ``pattern`` (the rest of stderr is drained)."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        assert process.stderr is not None
+        found = None
+        for line in process.stderr:
+            found = re.search(pattern, line)
+            if found:
+                break
+        if found is None:
+            raise RuntimeError(f"{command[2]} exited with {process.wait()} before it listened")
+        stream = process.stderr
+        threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+        yield process, found
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_serving(target: str, service: str, timeout: float = 300) -> None:
+    """Health Check until SERVING (a benchmark may poll: nothing here is timed)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=service)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while stub.Check(request, timeout=timeout, wait_for_ready=True).status != serving:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service} not SERVING after {timeout} s")
+            time.sleep(0.1)
+
+
+@contextmanager
+def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int]]:
+    """The inference service and the gateway; yields (gRPC target, gateway port)."""
+    inference = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
+    inference += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--drain-seconds", "0"]
+    with _process([*inference, *inference_flags], r"listening on [\d.]+:(\d+)") as (_, found):
+        target = f"127.0.0.1:{found.group(1)}"
+        _wait_serving(target, MODEL)
+        gateway = [PYTHON, "-m", "gateway", "--log-level", "warning", "--host", "127.0.0.1", "--port", "0"]
+        gateway += ["--inference", target, "--default-model", MODEL]
+        with _process(gateway, r"listening on http://[\d.]+:(\d+)") as (_, gw):
+            yield target, int(gw.group(1))
+
+
+def _export(base: Path, size: int) -> None:
+    """Export the model in a child process, so TensorFlow never loads into the load generator."""
+    code = (
+        "import sys; from pathlib import Path; from bench.inference.fixtures import export_bench_model; "
+        f"export_bench_model(Path(sys.argv[1]), {MODEL!r}, {size})"
+    )
+    subprocess.run([PYTHON, "-c", code, str(base)], check=True, env=_env(), cwd=ROOT)
+
+
+async def _measure(
+    target: str, gateway_port: int, image: bytes, concurrency: list[int], seconds: float, warmup: float
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    async with aio.insecure_channel(target) as channel:
+        headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
+        for c in concurrency:
+            connections = [HttpConnection("127.0.0.1", gateway_port, "/invocations", image, headers) for _ in range(c)]
+            runs: dict[str, list[Result]] = {"grpc": [], "gateway": []}
+            for path in ("grpc", "gateway", "gateway", "grpc"):
+                senders = grpc_senders(channel, MODEL, image, c) if path == "grpc" else [x.send for x in connections]
+                runs[path].append(await run_closed_loop(path, senders, seconds, warmup))
+            for conn in connections:
+                await conn.close()
+            row: dict[str, Any] = {"concurrency": c}
+            for path, results in runs.items():
+                merged = Result(
+                    path,
+                    c,
+                    sum(r.requests for r in results),
+                    sum(r.errors for r in results),
+                    sum(r.seconds for r in results),
+                    [x for r in results for x in r.latencies_ms],
+                )
+                row[path] = {
+                    "throughput": round(merged.throughput, 1),
+                    "p50_ms": round(merged.p50, 3),
+                    "p99_ms": round(merged.percentile(99), 3),
+                    "requests": merged.requests,
+                    "errors": merged.errors,
+                }
+            row["throughput_ratio"] = round(row["gateway"]["throughput"] / row["grpc"]["throughput"], 3)
+            row["added_p50_ms"] = round(row["gateway"]["p50_ms"] - row["grpc"]["p50_ms"], 3)
+            row["meets_goals"] = (
+                row["throughput_ratio"] >= GOAL_THROUGHPUT_RATIO and row["added_p50_ms"] <= GOAL_ADDED_P50_MS
+            )
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| concurrency | gRPC req/s | gateway req/s | ratio | gRPC p50 ms | gateway p50 ms | added p50 ms "
+        "| gRPC p99 ms | gateway p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        g, h = r["grpc"], r["gateway"]
+        lines.append(
+            f"| {r['concurrency']} | {g['throughput']:.0f} | {h['throughput']:.0f} | {r['throughput_ratio']:.2f} "
+            f"| {g['p50_ms']:.2f} | {h['p50_ms']:.2f} | {r['added_p50_ms']:+.2f} "
+            f"| {g['p99_ms']:.2f} | {h['p99_ms']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated closed-loop concurrencies")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (4 runs per level)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
+    parser.add_argument("--size", type=int, default=32, help="the model's input size (small_cnn, 10 classes)")
+    parser.add_argument("--image", default="64x48", help="WIDTHxHEIGHT of the JPEG sent")
+    parser.add_argument("--inference-flags", default="", help="extra flags for python -m inference_svc")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
+    args = parser.parse_args(argv)
+    from bench.inference.fixtures import photo
+
+    width, height = (int(v) for v in args.image.split("x"))
+    image = photo(1, width, height)
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory(prefix="tfic-gw-bench-") as tmp:
+        base = Path(tmp)
+        _export(base, args.size)
+        with servers(base, args.inference_flags.split()) as (target, port):
+            rows = asyncio.run(_measure(target, port, image, concurrency, args.seconds, args.warmup))
+    result = {
+        "command": "python -m bench.gateway.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpus": len(os.sched_getaffinity(0)),
+        "model": f"small_cnn {args.size}x{args.size}, 10 classes",
+        "image_bytes": len(image),
+        "seconds_per_run": args.seconds,
+        "goals": {"throughput_ratio": GOAL_THROUGHPUT_RATIO, "added_p50_ms": GOAL_ADDED_P50_MS},
+        "rows": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows))
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The inference benchmark, side by side in one run, with the issue's goals checked.
+
+For each model: the in-process limit (:mod:`bench.inference.inprocess`), then a real server
+(``python -m inference_svc``) with batching on and another with batching off, each swept with the
+gRPC load generator (:mod:`bench.inference.loadgen`, closed loop at 1…64 and two fixed rates);
+plus the 5-megapixel decode benchmark (:mod:`bench.inference.decode`). Every part runs in its own
+process, one at a time, so nothing else competes for the cores. Writes
+``RESULTS/inference.json`` and ``RESULTS/inference.png``::
+
+    python -m bench.inference.run                       # ~10 minutes on 2 cores
+    python -m bench.inference.run --quick               # ~3 minutes: fewer points, shorter runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.inference.fixtures import export_bench_model, write_images
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _json_lines(args: list[str], timeout: float) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [PYTHON, *args], capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@contextmanager
+def inference_server(base: Path, model: str, flags: list[str]) -> Iterator[str]:
+    """``python -m inference_svc`` on a free port; yields HOST:PORT once the model is SERVING."""
+    command = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
+    command += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--drain-seconds", "0", *flags]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        assert process.stderr is not None
+        port = None
+        for line in process.stderr:
+            found = re.search(r"listening on [\d.]+:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        if port is None:
+            raise RuntimeError(f"the inference server exited with {process.wait()}")
+        target = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for response in stub.Watch(health_pb2.HealthCheckRequest(service=model), timeout=300):
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+        yield target
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def sweep(
+    base: Path, model: str, images: Path, flags: list[str], concurrency: list[int], rates: list[float], seconds: float
+) -> list[dict[str, Any]]:
+    with inference_server(base, model, flags) as target:
+        args = ["-m", "bench.inference.loadgen", "--target", target, "--model", model, "--images", str(images)]
+        args += ["--concurrency", ",".join(map(str, concurrency)), "--seconds", str(seconds), "--warmup", "1"]
+        if rates:
+            args += ["--rate", ",".join(f"{r:.0f}" for r in rates)]
+        return _json_lines(args, timeout=3600)
+
+
+def run_model(
+    model: str, size: int, work: Path, images: Path, concurrency: list[int], seconds: float, cores: int
+) -> dict[str, Any]:
+    base = work / "models"
+    version = export_bench_model(base, model, size)
+    print(f"== {model}: in-process limit", flush=True)
+    (limit,) = _json_lines(
+        ["-m", "bench.inference.inprocess", "--model-dir", str(version), "--images", str(images),
+         "--decode-workers", str(cores), "--seconds", str(max(1.5, seconds / 2))],
+        timeout=1800,
+    )  # fmt: skip
+    rates = [round(limit["limit_images_per_second"] * f) for f in (0.5, 0.8)]
+    on_flags = ["--decode-workers", str(cores)]
+    off_flags = [*on_flags, "--no-enable-batching", "--num-batch-threads", str(cores)]
+    print(f"== {model}: batching on", flush=True)
+    on = sweep(base, model, images, on_flags, concurrency, rates, seconds)
+    print(f"== {model}: batching off", flush=True)
+    off = sweep(base, model, images, off_flags, concurrency, [], seconds)
+    return {
+        "model": model,
+        "input": f"{size}x{size}x3",
+        "in_process": limit,
+        "batching_on": {"flags": on_flags, "runs": on},
+        "batching_off": {"flags": off_flags, "runs": off},
+        "goals": goals(limit, on, off),
+    }
+
+
+def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, Any]]) -> dict[str, Any]:
+    closed_on = {r["concurrency"]: r for r in on if r["mode"] == "closed"}
+    closed_off = {r["concurrency"]: r for r in off if r["mode"] == "closed"}
+    result: dict[str, Any] = {}
+    if 16 in closed_on:
+        ratio = closed_on[16]["throughput"] / limit["limit_images_per_second"]
+        result["c16_fraction_of_in_process_limit"] = {"value": ratio, "goal": 0.85, "met": ratio >= 0.85}
+    if 1 in closed_on:
+        gap = closed_on[1]["p50_ms"] - limit["single_image_p50_ms"]
+        result["c1_p50_minus_in_process_ms"] = {"value": gap, "goal": 2.0, "met": gap <= 2.0}
+    ratios = {c: closed_on[c]["throughput"] / closed_off[c]["throughput"] for c in closed_on if c in closed_off}
+    result["batching_on_over_off"] = {"value": ratios, "goal": 1.0, "met": all(r >= 1.0 for r in ratios.values())}
+    return result
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.2 * len(models)), squeeze=False)
+    for row, entry in zip(axes, models, strict=True):
+        for label, key, style in (("batching on", "batching_on", "o-"), ("batching off", "batching_off", "s--")):
+            runs = [r for r in entry[key]["runs"] if r["mode"] == "closed"]
+            xs = [r["concurrency"] for r in runs]
+            row[0].plot(xs, [r["throughput"] for r in runs], style, label=label)
+            row[1].plot(xs, [r["p50_ms"] for r in runs], style, label=f"{label} p50")
+            row[1].plot(xs, [r["p99_ms"] for r in runs], style, alpha=0.4, label=f"{label} p99")
+        limit = entry["in_process"]["limit_images_per_second"]
+        row[0].axhline(limit, color="gray", linestyle=":", label=f"in-process limit ({limit:.0f}/s)")
+        row[0].axhline(0.85 * limit, color="gray", linestyle="-.", alpha=0.5, label="85 % of the limit")
+        single = entry["in_process"]["single_image_p50_ms"]
+        row[1].axhline(single, color="gray", linestyle=":", label=f"in-process single image ({single:.1f} ms)")
+        for ax in row:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent clients (closed loop)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        row[0].set_ylabel("images / s")
+        row[0].set_title(f"{entry['model']} ({entry['input']}): throughput")
+        row[1].set_ylabel("latency (ms)")
+        row[1].set_yscale("log")
+        row[1].set_title(f"{entry['model']}: latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "inference" / "results")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/tfic-bench-inference"))
+    parser.add_argument("--models", default="bench32:32,bench96:96", help="NAME:SIZE,… (small_cnn models)")
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16,64 and 3-second runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.seconds = "1,4,16,64", 3.0
+    cores = len(os.sched_getaffinity(0))
+    images = args.work / "images"
+    write_images(images, 64, 640, 480)
+    started = time.time()
+    load_before = os.getloadavg()
+    print("== decode benchmark (5 MP JPEG)", flush=True)
+    (decode,) = _json_lines(["-m", "bench.inference.decode", "--sizes", "224,32"], timeout=600)
+    entries = []
+    for spec in args.models.split(","):
+        name, size = spec.split(":")
+        entries.append(
+            run_model(name, int(size), args.work, images, [int(c) for c in args.concurrency.split(",")],
+                      args.seconds, cores)
+        )  # fmt: skip
+    decode_goal = min(r["speedup"] for r in decode["results"])
+    results = {
+        "machine": {"cores": cores, "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "images": "64 photo-like JPEGs, 640x480, ~q90, one per request",
+        "seconds_per_run": args.seconds,
+        "wall_seconds": time.time() - started,
+        "decode": {**decode, "goal": {"value": decode_goal, "goal": 3.0, "met": decode_goal >= 3.0}},
+        "models": entries,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inference.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "inference.png")
+    print(json.dumps({e["model"]: e["goals"] for e in entries} | {"decode": results["decode"]["goal"]}, indent=2))
+    print(f"wrote {args.out / 'inference.json'} and {args.out / 'inference.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
