@@ -7,7 +7,8 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint install protos deploy-check bench clean format
 
-$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto)
+# New packages must re-run the editable install, so the stamp depends on them too.
+$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto) $(wildcard */__init__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
@@ -32,7 +33,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## Render every Kustomize overlay, validate against the Kubernetes and CRD schemas, probe live services.
 deploy-check: $(STAMP)
+	@command -v kubectl >/dev/null || { echo "deploy-check needs kubectl (kubectl kustomize)"; exit 1; }
 	$(PY) -m pytest -q tests/deploy $(PYTEST_ARGS)
 
 test: $(STAMP) lint

@@ -11,7 +11,7 @@ from tfic.errors import InvalidArgument, TficError, status_for
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfic.cli import models, services
+    from tfic.cli import data, models, services
 
     parser = argparse.ArgumentParser(
         prog="tfic",
@@ -28,12 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     models.register(sub)
-    try:
-        from tfic.cli import data
-    except ImportError:  # pragma: no cover - the data commands are optional while building
-        data = None  # type: ignore[assignment]
-    if data is not None:
-        data.register(sub)
+    data.register(sub)
     services.register(sub)
     return parser
 

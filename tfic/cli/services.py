@@ -16,20 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="run a tfic service", description="Run one of tfic's services.")
     which = serve.add_subparsers(dest="service", metavar="SERVICE", required=True)
     for name, (module_name, help_text) in SERVICES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue  # a service package not built yet
+        module = importlib.import_module(module_name)
         p = which.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
-    try:
-        jobs = importlib.import_module("trainer_svc.client_cli")
-        jobs.register(sub)
-    except ImportError:
-        pass
-    try:
-        up = importlib.import_module("tfic.cli.up")
-        up.register(sub)
-    except ImportError:
-        pass
+    importlib.import_module("trainer_svc.client_cli").register(sub)
+    importlib.import_module("tfic.cli.up").register(sub)

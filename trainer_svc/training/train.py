@@ -294,7 +294,9 @@ def _prepare_work_dir(
 ) -> int:
     """Start fresh, or (``resume``) restore the last checkpoint of a compatible earlier run."""
     info_path = work / "run.json"
-    latest = tf.train.latest_checkpoint(str(ckpt_dir)) if chief else None
+    # Every worker restores the chief's checkpoint (the work dir is on shared storage in a
+    # cluster), so all replicas resume from the same epoch with the same weights.
+    latest = tf.train.latest_checkpoint(str(work / "checkpoints"))
     if request.resume and latest:
         previous = json.loads(info_path.read_text()) if info_path.is_file() else {}
         if previous.get("fingerprint") != run_info["fingerprint"]:
