@@ -77,6 +77,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--model-base-path", required=True, type=Path, help="model repository root")
     p.add_argument("--model-name", required=True, help="model name (a folder under the base path)")
     p.add_argument("--base-model", help="backbone name (transfer learning) or a tfic model version (incremental)")
+    p.add_argument(
+        "--base-model-weights",
+        help="weights for a Keras Applications backbone: a local .h5 file, 'imagenet' (needs the network) or 'random'",
+    )
     p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (SageMaker's format)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--work-dir", type=Path, help="checkpoint directory (default: BASE/.work/NAME)")
@@ -142,6 +146,7 @@ def _train(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         hyperparameters=hp,
         base_model=args.base_model,
+        base_model_weights=args.base_model_weights,
         work_dir=args.work_dir,
         resume=args.resume,
         strategy=args.strategy,

@@ -32,14 +32,16 @@ class ModelPlan:
     keep_head: bool = False
 
 
-def plan(hp: Hyperparameters, base_model: str | None, class_names: tuple[str, ...]) -> ModelPlan:
+def plan(
+    hp: Hyperparameters, base_model: str | None, class_names: tuple[str, ...], base_model_weights: str | None = None
+) -> ModelPlan:
     interpolation = hp.image_resize_interpolation
     if base_model is None and hp.use_pretrained_model:
         base_model = DEFAULT_PRETRAINED
     if base_model and _is_tfic_version(base_model):
         return _incremental(hp, base_model, class_names)
     if base_model:
-        return _transfer(hp, base_model, interpolation)
+        return _transfer(hp, base_model, interpolation, base_model_weights)
     if hp.train_only_top_layer:
         raise InvalidHyperparameter("train_only_top_layer=true needs a pretrained --base-model to freeze")
     name = "small_cnn" if hp.model == "small_cnn" else f"resnet{hp.num_layers}"
@@ -65,10 +67,10 @@ def _is_tfic_version(base_model: str) -> bool:
     return True
 
 
-def _transfer(hp: Hyperparameters, name: str, interpolation: str) -> ModelPlan:
+def _transfer(hp: Hyperparameters, name: str, interpolation: str, weights: str | None) -> ModelPlan:
     from trainer_svc.backbones.registry import get_backbone
 
-    backbone = get_backbone(name)
+    backbone = get_backbone(name, weights=weights)
     h, w = backbone.input_size
     shape = hp.image_shape or (h, w, 3)
     pre = backbone.preprocessing

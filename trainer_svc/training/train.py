@@ -53,6 +53,8 @@ class TrainRequest:
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     validation: Channel | None = None
     base_model: str | None = None
+    # Weights for a Keras Applications backbone: a local file, "imagenet" (needs the network) or "random".
+    base_model_weights: str | None = None
     work_dir: Path | None = None  # checkpoints; default <base>/.work/<name>
     resume: bool = False
     strategy: str = "auto"
@@ -192,7 +194,7 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
     keras.utils.set_random_seed(hp.seed)
     sink({"type": "start", "hyperparameters": hp.to_dict(), "model_name": request.model_name})
     train, validation = load_data(request, sink)
-    model_plan = plan(hp, request.base_model, train.class_names)
+    model_plan = plan(hp, request.base_model, train.class_names, request.base_model_weights)
     spec = InputSpec(model_plan.image_shape, hp.image_resize_interpolation, train.num_classes)
     batch = hp.batch_size
     train_ds = make_dataset(train, spec, batch, training=True, hp=hp)

@@ -88,3 +88,28 @@ def test_lower_backbone_learning_rate_moves_it_less(
     full = drift(_train(few_digits, tmp_path, "full", optimizer="sgd"))
     slow = drift(_train(few_digits, tmp_path, "slow", optimizer="sgd", backbone_learning_rate_multiplier="0.01"))
     assert slow < full * 0.1
+
+
+def test_keras_application_backbone_from_a_local_weights_file(
+    tmp_path: Path, few_digits: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tf_keras as keras
+
+    from tfic.cli.main import main
+
+    # A "*_notop.h5" stand-in: the same architecture's weights saved to a file.
+    source = keras.applications.MobileNetV2(include_top=False, pooling="avg", weights=None, input_shape=(32, 32, 3))
+    weights = tmp_path / "mobilenet_v2_notop.h5"
+    source.save_weights(str(weights))
+    argv = ["train", str(few_digits), "--model-base-path", str(tmp_path / "m"), "--model-name", "mnv2",
+            "--base-model", "mobilenet_v2", "--base-model-weights", str(weights),
+            "--image_shape", "3,32,32", "--epochs", "1", "--train_only_top_layer", "true"]  # fmt: skip
+    assert main(argv) == 0
+    version = tmp_path / "m" / "mnv2" / "1"
+    assert modeldir.read_metadata(version).architecture == "backbone:mobilenet_v2"
+    hp = hyperparameters.parse({"image_shape": "3,32,32"})
+    model = build_model(plan(hp, str(version), modeldir.read_metadata(version).labels), hp, 10)
+    frozen = features_of(model).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, source.get_weights(), strict=True))
+    assert main([*argv[:-2], "--base-model-weights", str(tmp_path / "nope.h5")]) == 2
+    assert "not found" in capsys.readouterr().err
