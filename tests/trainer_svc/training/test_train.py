@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_HP
@@ -128,8 +129,11 @@ def test_frozen_top_layer_needs_a_pretrained_base(tmp_path: Path, digits_dir: Pa
 def test_resnet_family_builds_every_depth() -> None:
     from trainer_svc.training import architectures
 
-    for depth, params in ((18, 11_186_112), (34, 21_294_272), (50, 23_561_152)):
-        assert architectures.resnet(depth, (64, 64, 3)).count_params() == params
+    # Trainable parameters of the reference ResNets without their 1000-class layer (torchvision's
+    # resnet18/34/50 minus fc): the same architecture, block for block.
+    for depth, params in ((18, 11_176_512), (34, 21_284_672), (50, 23_508_032)):
+        model = architectures.resnet(depth, (64, 64, 3))
+        assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == params
     cifar = architectures.resnet(20, (32, 32, 3))
     assert cifar.output_shape == (None, 64)
 
