@@ -2,13 +2,13 @@
 
 Starts the inference service (``python -m inference_svc``) and the gateway (``python -m gateway``) as
 their own processes, serving a small exported CNN, then for each concurrency runs the same closed-loop
-load twice per path, alternating (gRPC, HTTP, HTTP, gRPC) so drift hits both alike: direct
+load several times per path, alternating (gRPC, HTTP, HTTP, gRPC, …) so drift hits both alike: direct
 ``tfic.v1.Classifier/Classify`` on the inference service, and ``POST /invocations`` (one JPEG,
 ``Accept: application/json``) on the gateway. Reports throughput and p50/p99 per path and the gateway's
 overhead against the goals (≤ 10 % less throughput, ≤ 2 ms added p50). Writes JSON::
 
     python -m bench.gateway.run                                   # ~2 minutes on 2 cores
-    python -m bench.gateway.run --concurrency 1,16 --seconds 5    # shorter
+    python -m bench.gateway.run --concurrency 1,16 --rounds 2     # shorter
 """
 
 from __future__ import annotations
@@ -73,13 +73,20 @@ def _process(command: list[str], pattern: str) -> Iterator[tuple[subprocess.Pope
 
 
 def _wait_serving(target: str, service: str, timeout: float = 300) -> None:
-    """Health Check until SERVING (a benchmark may poll: nothing here is timed)."""
+    """Health Check until SERVING (NOT_FOUND until the model is known; nothing here is timed, so poll)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest(service=service)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        while stub.Check(request, timeout=timeout, wait_for_ready=True).status != serving:
+        while True:
+            try:
+                status = stub.Check(request, timeout=timeout, wait_for_ready=True).status
+            except grpc.RpcError as exc:
+                if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                status = None
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{service} not SERVING after {timeout} s")
             time.sleep(0.1)
@@ -109,19 +116,24 @@ def _export(base: Path, size: int) -> None:
 
 
 async def _measure(
-    target: str, gateway_port: int, image: bytes, concurrency: list[int], seconds: float, warmup: float
+    target: str, gateway_port: int, image: bytes, concurrency: list[int], seconds: float, warmup: float, rounds: int
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with aio.insecure_channel(target) as channel:
         headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
         for c in concurrency:
-            connections = [HttpConnection("127.0.0.1", gateway_port, "/invocations", image, headers) for _ in range(c)]
             runs: dict[str, list[Result]] = {"grpc": [], "gateway": []}
-            for path in ("grpc", "gateway", "gateway", "grpc"):
-                senders = grpc_senders(channel, MODEL, image, c) if path == "grpc" else [x.send for x in connections]
-                runs[path].append(await run_closed_loop(path, senders, seconds, warmup))
-            for conn in connections:
-                await conn.close()
+            order = [p for i in range(rounds) for p in (("grpc", "gateway") if i % 2 == 0 else ("gateway", "grpc"))]
+            for path in order:
+                if path == "grpc":
+                    senders = grpc_senders(channel, MODEL, image, c)
+                    runs[path].append(await run_closed_loop(path, senders, seconds, warmup))
+                    continue
+                # Fresh keep-alive connections per run (uvicorn closes idle ones after 5 s), opened in the warm-up.
+                conns = [HttpConnection("127.0.0.1", gateway_port, "/invocations", image, headers) for _ in range(c)]
+                runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, warmup))
+                for conn in conns:
+                    await conn.close()
             row: dict[str, Any] = {"concurrency": c}
             for path, results in runs.items():
                 merged = Result(
@@ -149,6 +161,15 @@ async def _measure(
     return rows
 
 
+def _http_stack() -> str:
+    """What uvicorn picks in the gateway process (the same environment): httptools/uvloop or h11/asyncio."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http}+{loop}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| concurrency | gRPC req/s | gateway req/s | ratio | gRPC p50 ms | gateway p50 ms | added p50 ms "
@@ -168,12 +189,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated closed-loop concurrencies")
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (4 runs per level)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=4, help="runs per path and level, alternating ABBA")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
     parser.add_argument("--size", type=int, default=32, help="the model's input size (small_cnn, 10 classes)")
     parser.add_argument("--image", default="64x48", help="WIDTHxHEIGHT of the JPEG sent")
     parser.add_argument("--inference-flags", default="", help="extra flags for python -m inference_svc")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "gateway" / "results" / "gateway.json")
     args = parser.parse_args(argv)
     from bench.inference.fixtures import photo
 
@@ -184,19 +206,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = Path(tmp)
         _export(base, args.size)
         with servers(base, args.inference_flags.split()) as (target, port):
-            rows = asyncio.run(_measure(target, port, image, concurrency, args.seconds, args.warmup))
+            load_before = os.getloadavg()[0]
+            rows = asyncio.run(_measure(target, port, image, concurrency, args.seconds, args.warmup, args.rounds))
+            load_after = os.getloadavg()[0]
     result = {
         "command": "python -m bench.gateway.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpus": len(os.sched_getaffinity(0)),
         "model": f"small_cnn {args.size}x{args.size}, 10 classes",
         "image_bytes": len(image),
         "seconds_per_run": args.seconds,
+        "runs_per_path": args.rounds,
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+        "http_stack": _http_stack(),
         "goals": {"throughput_ratio": GOAL_THROUGHPUT_RATIO, "added_p50_ms": GOAL_ADDED_P50_MS},
         "rows": rows,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
+    print(f"\n{result['http_stack']}, load average {result['load_average_1min']}")
     print(f"\nwritten to {args.output}")
     return 0
 

@@ -1,0 +1,89 @@
+"""The Starlette application: routes, the one middleware, the 404/405 handler and the lifespan.
+
+The gRPC channel is created in the lifespan (``grpc.aio`` objects belong to the loop that serves the app)
+and closed after uvicorn has drained the in-flight requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import openapi
+from gateway.client import GrpcInference
+from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
+from gateway.inputs import REQUEST_ID_KEY
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import GatewayMiddleware
+from gateway.routes import Endpoints
+from gateway.service import Gateway
+from gateway.settings import GatewaySettings
+from gateway.tfserving import TfServingEndpoints
+from gateway.upstream import Inference
+
+log = logging.getLogger(__name__)
+
+InferenceFactory = Callable[[GatewaySettings, GatewayMetrics], Inference]
+
+
+def grpc_inference(settings: GatewaySettings, metrics: GatewayMetrics) -> Inference:
+    return GrpcInference(
+        settings.inference, default_retry_after=settings.retry_after_seconds, observe=metrics.observe_upstream
+    )
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    metrics: GatewayMetrics | None = None,
+    inference_factory: InferenceFactory = grpc_inference,
+) -> Starlette:
+    metrics = metrics or GatewayMetrics()
+    gateway = Gateway(settings)
+    document = json.dumps(openapi.build(settings), separators=(",", ":")).encode()
+    routes = [*Endpoints(gateway, metrics, document).routes(), *TfServingEndpoints(gateway).routes()]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        inference = inference_factory(settings, metrics)
+        gateway.attach(inference)
+        log.info("gateway started; inference service at %s", settings.inference)
+        try:
+            yield
+        finally:
+            gateway.draining = True
+            gateway.attach(None)
+            await inference.close()
+            log.info("gateway stopped")
+
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        error: Exception = exc
+        if exc.status_code == 404:
+            error = RouteNotFound(f"no route for {request.method} {request.url.path}; see /openapi.json")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        response = error_response(
+            error, retry_after_seconds=settings.retry_after_seconds, request_id=request.scope.get(REQUEST_ID_KEY)
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(GatewayMiddleware, settings=settings, metrics=metrics, routes=routes)],
+        exception_handlers={HTTPException: http_exception},
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,82 @@
+"""``tfic serve gateway`` / ``python -m gateway``: the app on uvicorn, with a graceful shutdown.
+
+On SIGTERM or SIGINT: ``/readyz`` turns 503 at once (load balancers stop sending), uvicorn stops accepting
+connections and gives in-flight requests up to ``--shutdown-grace-seconds``, then the gRPC channel closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import threading
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.service import Gateway
+from gateway.settings import GatewaySettings, from_args
+from gateway.settings import add_arguments as add_settings_arguments
+
+log = logging.getLogger(__name__)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, marking the gateway as draining on the first signal and reporting its bound port."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self.ready = threading.Event()
+        self.port: int | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        await super().startup(sockets)
+        if self.servers and self.servers[0].sockets:
+            self.port = int(self.servers[0].sockets[0].getsockname()[1])
+        self.ready.set()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.gateway.draining = True
+        super().handle_exit(sig, frame)
+
+
+def build_server(settings: GatewaySettings, app: Starlette | None = None) -> GatewayServer:
+    app = app or create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,  # logging is configured once by the entry point
+        access_log=False,  # the middleware writes one line per request with its request id
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+    )
+    gateway: Gateway = app.state.gateway
+    return GatewayServer(config, gateway)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_args(args)
+    server = build_server(settings)
+    threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
+    server.run()
+    return 0 if server.started else 1
+
+
+def _announce(server: GatewayServer, settings: GatewaySettings) -> None:
+    server.ready.wait()
+    if server.port is not None:
+        print(
+            f"tfic gateway listening on http://{settings.host}:{server.port} (inference service {settings.inference})",
+            file=sys.stderr,
+            flush=True,
+        )

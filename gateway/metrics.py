@@ -1,0 +1,57 @@
+"""The gateway's Prometheus metrics, in a registry of their own (one per app, so tests can run several).
+
+Labels stay low-cardinality: ``route`` is the route template (``/models/{name}/invocations``), never the raw
+path, and unmatched paths share ``route="unmatched"``; model names are not labels because callers choose them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNMATCHED = "unmatched"
+
+# Latencies that matter for a classification front: sub-ms overhead up to the 60 s default deadline.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "tfic_gateway_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "code"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "tfic_gateway_request_duration_seconds",
+            "Time from the first byte of a request to its last response byte, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("tfic_gateway_requests_in_flight", "HTTP requests being served.", registry=self.registry)
+        self._upstream = Histogram(
+            "tfic_gateway_upstream_duration_seconds",
+            "Duration of calls to the inference service by gRPC method and status code.",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, code: int, seconds: float) -> None:
+        children = self._request_children.get((route, code))
+        if children is None:
+            children = (self._requests.labels(route, str(code)), self._duration.labels(route))
+            self._request_children[(route, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_upstream(self, method: str, code: str, seconds: float) -> None:
+        self._upstream.labels(method, code).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

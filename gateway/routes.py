@@ -1,0 +1,102 @@
+"""SageMaker's hosting contract and the operational routes: invocations, health, models, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import render
+from gateway.inputs import call_for, model_header, path_model, read_body, top_k
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import GatewayMetrics
+from gateway.negotiation import check_image_content_type, negotiate, parse_format
+from gateway.service import Gateway
+from gateway.upstream import ModelRef
+from tfic.errors import InvalidImage, Unavailable
+
+JSON = "application/json"
+MODEL_HEADER_OUT = "X-Tfic-Model"
+VERSION_HEADER_OUT = "X-Tfic-Model-Version"
+
+PING_TIMEOUT = 2.0  # SageMaker expects /ping to answer within 2 s
+
+_OK = render.dumps({"status": "ok"})
+_READY = render.dumps({"status": "ready"})
+
+
+class Endpoints:
+    def __init__(self, gateway: Gateway, metrics: GatewayMetrics, openapi: bytes) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.metrics = metrics
+        self.openapi_json = openapi
+        self.default_format = parse_format(self.settings.default_accept)
+
+    def routes(self) -> list[BaseRoute]:
+        post, get = ["POST"], ["GET"]
+        return [
+            Route("/invocations", self.invocations, methods=post),
+            Route("/models/{name}/invocations", self.invocations, methods=post),
+            Route("/models/{name}/versions/{version:int}/invocations", self.invocations, methods=post),
+            Route("/models/{name}/labels/{label}/invocations", self.invocations, methods=post),
+            Route("/ping", self.ping, methods=get),
+            Route("/healthz", self.healthz, methods=get),
+            Route("/readyz", self.readyz, methods=get),
+            Route("/models", self.list_models, methods=get),
+            Route("/models/{name}", self.get_model, methods=get),
+            Route("/metrics", self.metrics_endpoint, methods=get),
+            Route("/openapi.json", self.openapi, methods=get),
+        ]
+
+    async def invocations(self, request: Request) -> Response:
+        """One encoded image in, one prediction out, in the representation the Accept header asks for."""
+        fmt = negotiate(request.headers.get("accept"), self.default_format)
+        check_image_content_type(request.headers.get("content-type"))
+        k = top_k(request)
+        call = call_for(request, self.settings.timeout_seconds)
+        body = await read_body(request, self.settings.max_body_bytes)
+        if not body:
+            raise InvalidImage("the request body is empty; send one encoded image")
+        model = path_model(request) or ModelRef(await self.gateway.resolve(model_header(request), call))
+        prediction = await self.gateway.classify(model, (body,), k, call)
+        return Response(
+            render.prediction(prediction.results[0], fmt),
+            media_type=fmt.content_type,
+            headers={
+                MODEL_HEADER_OUT: prediction.model_name,
+                VERSION_HEADER_OUT: str(prediction.model_version),
+                "Vary": "Accept",
+            },
+        )
+
+    async def ping(self, request: Request) -> Response:
+        """SageMaker's health check: 200 once a model (the default one, if configured) has a loaded version."""
+        if not await self.gateway.model_loaded(call_for(request, min(self.settings.timeout_seconds, PING_TIMEOUT))):
+            raise Unavailable("no model is loaded yet")
+        return Response(_OK, media_type=JSON)
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the gateway's event loop answers (the inference service is not consulted)."""
+        return Response(_OK, media_type=JSON)
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: not draining, and the inference service reports tfic.v1.Classifier SERVING."""
+        if not await self.gateway.ready():
+            raise Unavailable("shutting down" if self.gateway.draining else "the inference service is not ready")
+        return Response(_READY, media_type=JSON)
+
+    async def list_models(self, request: Request) -> Response:
+        models = await self.gateway.inference.list_models(call_for(request, self.settings.timeout_seconds))
+        return Response(render.models(models), media_type=JSON)
+
+    async def get_model(self, request: Request) -> Response:
+        name: str = request.path_params["name"]
+        model = await self.gateway.inference.get_model(name, call_for(request, self.settings.timeout_seconds))
+        return Response(render.dumps(render.model_json(model)), media_type=JSON)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self.openapi_json, media_type=JSON)

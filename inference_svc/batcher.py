@@ -1,0 +1,278 @@
+"""Dynamic batching for one model version.
+
+Requests (``submit``) join a queue on the event loop. A batch is started when a batch thread is
+free and one of these holds:
+
+* the queued images fill ``max_batch_size``;
+* no batch is running at all — an idle server runs a lone request at once, so latency at
+  concurrency 1 is the model's latency, not the timeout;
+* the oldest queued request has waited ``batch_timeout``.
+
+So the timeout only applies while other batches are running, which is exactly when more
+requests are arriving and waiting a little buys a fuller batch. Up to ``num_batch_threads``
+batches run at once, in a thread pool of that size (never on the event loop). Each batch is
+padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime sees few shapes.
+
+Requests larger than ``max_batch_size`` are split into chunks that batch independently. The
+queue is bounded: if the images waiting would fill more than ``max_enqueued_batches`` batches the
+request fails at once with :class:`~tfic.errors.ResourceExhausted`. A request whose deadline has
+passed, or whose caller has gone away, is dropped before its batch runs.
+
+With batching disabled every request runs as its own batch, unpadded, under the same thread and
+queue limits.
+
+All state is touched on the event loop only; the worker threads run ``_run_batch`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from inference_svc.metrics import Metrics
+from inference_svc.settings import BatchingSettings
+from inference_svc.workers import WorkerPool
+from tfic.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Task:
+    images: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    enqueued: float
+    deadline: float | None
+
+
+@dataclass
+class BatchStats:
+    """Counters for tests and status pages (the metrics carry the same information)."""
+
+    batches: int = 0
+    images: int = 0
+    padded: int = 0
+    expired: int = 0
+    rejected: int = 0
+    sizes: list[int] = field(default_factory=list)  # runtime batch sizes, most recent last (bounded)
+
+
+class Batcher:
+    def __init__(
+        self,
+        model: str,
+        predict: Callable[[np.ndarray], np.ndarray],
+        settings: BatchingSettings,
+        image_shape: tuple[int, int, int],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.stats = BatchStats()
+        self._predict = predict
+        self._shape = (image_shape[0], image_shape[1], 3)
+        self._metrics = metrics
+        self._sizes = settings.batch_sizes
+        self._max = settings.max_batch_size if settings.enabled else 0
+        self._timeout = settings.batch_timeout_micros / 1e6
+        self._threads = settings.num_batch_threads
+        self._pool = WorkerPool(self._threads, f"tfic-batch-{model}")
+        self._pending: deque[_Task] = deque()
+        self._pending_images = 0
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop = asyncio.get_running_loop()
+        if metrics is not None:
+            self._depth = metrics.queue_depth.labels(model)
+            self._wait = metrics.queue_wait.labels(model)
+            self._model_seconds = metrics.model_seconds.labels(model)
+            self._batch_size = metrics.batch_size.labels(model)
+            self._padding = metrics.batch_padding.labels(model)
+
+    # ----------------------------------------------------------------- public API (event loop)
+    @property
+    def queued(self) -> int:
+        """Requests (or chunks of large requests) waiting for a batch."""
+        return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def submit(self, images: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        """Run ``images`` (float32 [N, H, W, 3]) in a batch; returns their probabilities [N, C].
+
+        ``deadline`` is a ``time.monotonic()`` value.
+        """
+        if self._closed:
+            raise Unavailable(f"model {self.model}: this version is unloading; retry")
+        if images.ndim != 4 or images.shape[1:] != self._shape:
+            raise InvalidArgument(
+                f"images must have shape [N, {', '.join(map(str, self._shape))}], got {list(images.shape)}"
+            )
+        n = len(images)
+        if n == 0:
+            raise InvalidArgument("no images to classify")
+        chunks = [images[i : i + self._max] for i in range(0, n, self._max)] if self._max else [images]
+        self._check_capacity(chunks)
+        now = time.monotonic()
+        futures = []
+        for chunk in chunks:
+            task = _Task(chunk, self._loop.create_future(), now, deadline)
+            self._pending.append(task)
+            self._pending_images += len(chunk)
+            futures.append(task.future)
+        if self._metrics is not None:
+            self._depth.inc(len(chunks))
+        self._dispatch()
+        if len(futures) == 1:
+            return await futures[0]
+        return np.concatenate(await asyncio.gather(*futures))
+
+    async def close(self) -> None:
+        """Refuse new work, fail what is queued, wait for running batches, stop the threads."""
+        self._closed = True
+        while self._pending:
+            task = self._pending.popleft()
+            self._pending_images -= len(task.images)
+            self._untrack_pending(1)
+            if not task.future.done():
+                task.future.set_exception(Unavailable(f"model {self.model}: this version was unloaded; retry"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self._idle.wait()
+        self._pool.shutdown()
+
+    # ----------------------------------------------------------------- scheduling (event loop)
+    def _check_capacity(self, chunks: list[np.ndarray]) -> None:
+        limit = self.settings.max_enqueued_batches
+        if self._max:
+            images = self._pending_images + sum(len(c) for c in chunks)
+            batches = math.ceil(images / self._max)
+        else:
+            batches = len(self._pending) + len(chunks)
+        # A request that a free thread would take at once never counts as queued.
+        free = self._threads - self._running
+        if batches > limit + free:
+            self.stats.rejected += 1
+            raise ResourceExhausted(
+                f"model {self.model}: the batch queue is full ({len(self._pending)} requests waiting, "
+                f"limit {limit} batches); retry later",
+                retry_after_seconds=1.0,
+            )
+
+    def _dispatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending and self._running < self._threads:
+            now = time.monotonic()
+            self._drop_dead(now)
+            if not self._pending:
+                break
+            if self._max and self._running > 0 and self._pending_images < self._max:
+                due = self._pending[0].enqueued + self._timeout
+                if now < due:
+                    self._timer = self._loop.call_later(due - now, self._dispatch)
+                    break
+            self._start(now)
+
+    def _drop_dead(self, now: float) -> None:
+        """Drop queued requests whose caller is gone or whose deadline has passed (oldest first)."""
+        kept: deque[_Task] = deque()
+        dropped = 0
+        for task in self._pending:
+            if task.future.done():  # cancelled by the caller
+                dropped += 1
+            elif task.deadline is not None and task.deadline <= now:
+                task.future.set_exception(
+                    DeadlineExceeded(f"model {self.model}: the deadline passed while the request was queued")
+                )
+                self.stats.expired += 1
+                dropped += 1
+            else:
+                kept.append(task)
+                continue
+            self._pending_images -= len(task.images)
+        if dropped:
+            self._pending = kept
+            self._untrack_pending(dropped)
+
+    def _start(self, now: float) -> None:
+        tasks: list[_Task] = []
+        size = 0
+        while self._pending:
+            task = self._pending[0]
+            n = len(task.images)
+            if tasks and (not self._max or size + n > self._max):
+                break
+            self._pending.popleft()
+            tasks.append(task)
+            size += n
+        self._pending_images -= size
+        self._untrack_pending(len(tasks))
+        if self._metrics is not None:
+            for task in tasks:
+                self._wait.observe(now - task.enqueued)
+        self._running += 1
+        self._idle.clear()
+        future = self._pool.submit(self._run_batch, [t.images for t in tasks], size)
+        future.add_done_callback(partial(self._finish, tasks))
+
+    def _finish(self, tasks: list[_Task], future: asyncio.Future[tuple[np.ndarray, int, float]]) -> None:
+        self._running -= 1
+        try:
+            probabilities, padded, seconds = future.result()
+        except BaseException as exc:
+            for task in tasks:
+                if not task.future.done():
+                    task.future.set_exception(exc)
+        else:
+            size = len(probabilities)
+            self.stats.batches += 1
+            self.stats.images += size
+            self.stats.padded += padded
+            self.stats.sizes.append(size + padded)
+            del self.stats.sizes[:-1000]
+            if self._metrics is not None:
+                self._model_seconds.observe(seconds)
+                self._batch_size.observe(size)
+                self._padding.observe(padded)
+            offset = 0
+            for task in tasks:
+                n = len(task.images)
+                if not task.future.done():
+                    task.future.set_result(probabilities[offset : offset + n])
+                offset += n
+        if self._running == 0 and not self._pending:
+            self._idle.set()
+        self._dispatch()
+
+    def _untrack_pending(self, count: int) -> None:
+        if self._metrics is not None and count:
+            self._depth.dec(count)
+
+    # ----------------------------------------------------------------- worker threads
+    def _run_batch(self, chunks: list[np.ndarray], size: int) -> tuple[np.ndarray, int, float]:
+        target = next((s for s in self._sizes if s >= size), size) if self._max else size
+        if len(chunks) == 1 and target == size:
+            batch = chunks[0]
+        else:
+            batch = np.zeros((target, *self._shape), dtype=np.float32)
+            np.concatenate(chunks, out=batch[:size])
+        start = time.perf_counter()
+        probabilities = self._predict(batch)
+        seconds = time.perf_counter() - start
+        return probabilities[:size], target - size, seconds

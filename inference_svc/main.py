@@ -1,0 +1,55 @@
+"""Entry point: ``tfic serve inference`` (the lead's CLI) and ``python -m inference_svc``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from inference_svc import settings as settings_mod
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every inference setting as a flag (defaults from ``TFIC_`` environment variables)."""
+    settings_mod.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; logging is configured by the caller."""
+    from inference_svc.server import serve
+
+    settings = settings_mod.from_args(args)
+    return asyncio.run(serve(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(
+        prog="python -m inference_svc", description="tfic's batching gRPC inference service"
+    )
+    parser.add_argument("--log-level", default=os.environ.get("TFIC_LOG_LEVEL", "info"), help="[env TFIC_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("TFIC_LOG_FORMAT", "text"),
+        help="[env TFIC_LOG_FORMAT]",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    from tfic import logs
+    from tfic.errors import TficError
+
+    logs.configure(args.log_level, args.log_format)
+    try:
+        return run(args)
+    except TficError as exc:
+        print(f"inference_svc: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

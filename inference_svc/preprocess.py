@@ -1,0 +1,99 @@
+"""Decoding and resizing in a bounded pool of threads, off the event loop.
+
+Pillow releases the GIL while it decodes and resizes, so threads use every core. JPEGs are
+decoded at 1/2, 1/4 or 1/8 scale in the DCT when the model's input is that much smaller
+(``use_draft``), which makes a 5-megapixel photo several times cheaper than a full decode; the
+result is never smaller than the model's input, so the final resize is the model's own
+interpolation in every case. (A libjpeg-turbo binding such as simplejpeg measured only ~7 %
+faster than Pillow's ``draft`` here — see docs/inference.md — so there is no second path to keep
+in sync with EXIF and colour-mode handling.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from inference_svc.metrics import Metrics
+from inference_svc.workers import WorkerPool
+from tfic.errors import ImageTooLarge, InvalidImage, ResourceExhausted, TficError
+from tfic.imaging import DEFAULT_LIMITS, DecodeLimits, decode_resize
+
+
+class Preprocessor:
+    def __init__(
+        self,
+        workers: int,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        use_draft: bool = True,
+        max_queue: int = 1024,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.limits = limits
+        self.use_draft = use_draft
+        self.max_queue = max_queue
+        self._metrics = metrics
+        self._pool = WorkerPool(workers, "tfic-decode")
+        self._queued = 0  # images submitted and not finished; touched on the event loop only
+
+    def decode_one(self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray) -> None:
+        """Decode ``data`` into ``out`` (float32 [H, W, 3]); blocking, thread-safe."""
+        start = time.perf_counter()
+        out[...] = decode_resize(data, size, interpolation, self.limits, self.use_draft)
+        if self._metrics is not None:
+            self._metrics.decode_seconds.observe(time.perf_counter() - start)
+
+    async def decode(self, images: Sequence[bytes], size: tuple[int, int], interpolation: str) -> np.ndarray:
+        """Encoded images → float32 [N, H, W, 3] RGB 0..255 at ``size`` = (height, width).
+
+        Errors name the image: ``image 2: image is empty (0 bytes)``. Beyond ``max_queue`` images
+        waiting for a worker, the request fails at once with RESOURCE_EXHAUSTED.
+        """
+        n = len(images)
+        if self._queued + n > self.max_queue:
+            raise ResourceExhausted(f"{self._queued} images are waiting to be decoded (limit {self.max_queue}); retry")
+        for i, data in enumerate(images):  # cheap checks before any thread is involved
+            if not data:
+                raise _named(i, n, InvalidImage("image is empty (0 bytes)"))
+            if len(data) > self.limits.max_bytes:
+                raise _named(
+                    i, n, ImageTooLarge(f"image is {len(data)} bytes; the limit is {self.limits.max_bytes} bytes")
+                )
+        height, width = size
+        out = np.empty((n, height, width, 3), dtype=np.float32)
+        self._queued += n
+        try:
+            futures = [
+                self._pool.submit(self.decode_one, data, size, interpolation, out[i]) for i, data in enumerate(images)
+            ]
+            if n == 1:
+                try:
+                    await futures[0]
+                except TficError as exc:
+                    raise _named(0, 1, exc) from None
+                return out
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            self._queued -= n
+        for i, result in enumerate(results):
+            if isinstance(result, BaseException):
+                if isinstance(result, TficError):
+                    raise _named(i, n, result) from None
+                raise result
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+def _named(index: int, count: int, exc: TficError) -> TficError:
+    """The same error class with the image's index in front of its message."""
+    if count == 1:
+        return exc
+    try:
+        return type(exc)(f"image {index}: {exc.message}", **exc.details)
+    except TypeError:  # a subclass with another constructor: keep it as it is
+        return exc

@@ -1,0 +1,380 @@
+"""The model repository: which versions are served, loading, warm-up and hot swaps.
+
+A watcher polls the file system (or TensorFlow Serving's model config file) every
+``poll_interval_seconds``. For each model, the version policy picks the *aspired* versions among
+those on disk; then:
+
+* an aspired version that is not loaded is loaded in a loader thread, warmed up with real
+  inferences at every batch size its batcher will use, and only then marked AVAILABLE;
+* a loaded version that is no longer aspired keeps serving until an aspired version is AVAILABLE
+  (or the model has no versions on disk at all); it is then marked UNLOADING — new requests go
+  to the newest AVAILABLE version — and released once its last in-flight request has finished;
+* a version that fails to load is FAILED with its error (logged, counted in
+  ``tfic_inference_model_loads_total{outcome="failure"}``) while the previous one keeps
+  serving; it is retried when its ``saved_model.pb`` changes.
+
+Requests hold a :class:`Lease` on the version they were routed to from routing to response, so a
+swap never fails a request. All state lives on the event loop; only loading, warm-up, unloading
+and file-system scans run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from inference_svc.batcher import Batcher
+from inference_svc.metrics import UNKNOWN_MODEL, Metrics
+from inference_svc.modelconfig import ModelConfig, read_model_config, scan_base_path, version_fingerprints
+from inference_svc.runtime.base import Runtime, RuntimeFactory
+from inference_svc.settings import BatchingSettings, Settings
+from tfic.errors import InvalidArgument, ModelNotFound, NotFound, TficError, Unavailable
+from tfic.modeldir import ModelMetadata, read_metadata
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR = 2000
+
+
+class VersionState(enum.Enum):
+    LOADING = "loading"
+    AVAILABLE = "available"
+    UNLOADING = "unloading"
+    END = "end"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: VersionState
+    error: str = ""
+    metadata: ModelMetadata | None = None
+    version_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    versions: tuple[VersionStatus, ...]
+
+
+@dataclass(eq=False)
+class ServedVersion:
+    """One version of one model, from LOADING to END."""
+
+    model: str
+    version: int
+    path: Path
+    fingerprint: tuple[int, int]
+    state: VersionState = VersionState.LOADING
+    error: str = ""
+    metadata: ModelMetadata | None = None
+    runtime: Runtime | None = None
+    batcher: Batcher | None = None
+    leases: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Lease:
+    """Keeps a version loaded while a request uses it: ``with repository.acquire(...) as version:``."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: ServedVersion) -> None:
+        self.version = version
+        version.leases += 1
+        version.drained.clear()
+
+    def __enter__(self) -> ServedVersion:
+        return self.version
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.version.leases -= 1
+        if self.version.leases == 0:
+            self.version.drained.set()
+
+
+@dataclass(eq=False)
+class _Model:
+    config: ModelConfig
+    on_disk: dict[int, tuple[int, int]] = field(default_factory=dict)
+    versions: dict[int, ServedVersion] = field(default_factory=dict)
+    removed: bool = False
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime_factory: RuntimeFactory,
+        metrics: Metrics | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._factory = runtime_factory
+        self._metrics = metrics
+        self._on_change = on_change
+        self._models: dict[str, _Model] = {}
+        self._loader = ThreadPoolExecutor(max_workers=settings.load_threads, thread_name_prefix="tfic-load")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._config_key: tuple[int, int] | None = None
+        self._configs: list[ModelConfig] = []
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Scan once (loads start in the background) and keep watching."""
+        await self.poll()
+        self._watcher = asyncio.create_task(self._watch(), name="tfic-model-watcher")
+
+    async def _watch(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self._settings.poll_interval_seconds)  # the polling period itself
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("model repository poll failed; retrying in %.1f s", self._settings.poll_interval_seconds)
+
+    async def poll(self) -> None:
+        """One scan of the file system and the reconciliation that follows."""
+        if self._closed:
+            return
+        scanned = await asyncio.to_thread(self._scan)
+        names = set()
+        for config, on_disk in scanned:
+            names.add(config.name)
+            model = self._models.get(config.name)
+            if model is None:
+                model = self._models[config.name] = _Model(config)
+                log.info("serving model %s from %s (%s)", config.name, config.base_path, config.policy)
+            model.config = config
+            model.on_disk = on_disk
+            model.removed = False
+        for name, model in list(self._models.items()):
+            if name not in names:
+                model.removed = True
+        for model in list(self._models.values()):
+            self._reconcile(model)
+
+    def _scan(self) -> list[tuple[ModelConfig, dict[int, tuple[int, int]]]]:
+        settings = self._settings
+        if settings.model_config_file is not None:
+            path = settings.model_config_file
+            try:
+                st = path.stat()
+                key = (st.st_mtime_ns, st.st_size)
+                if key != self._config_key:
+                    self._configs = read_model_config(path)
+                    self._config_key = key
+            except (OSError, InvalidArgument) as exc:
+                if self._config_key != (-1, -1):
+                    log.error("model config %s not (re)loaded: %s; keeping the previous one", path, exc)
+                self._config_key = (-1, -1)
+            configs = self._configs
+        else:
+            assert settings.model_base_path is not None
+            configs = scan_base_path(settings.model_base_path, settings.version_policy, settings.model_name)
+        return [(config, version_fingerprints(config.base_path)) for config in configs]
+
+    async def close(self) -> None:
+        """Stop watching and unload everything (after the in-flight requests finish)."""
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for model in self._models.values():
+            model.removed = True
+            for served in list(model.versions.values()):
+                if served.state is VersionState.AVAILABLE:
+                    self._spawn(self._unload(model, served))
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+    # ----------------------------------------------------------------- routing
+    def acquire(self, name: str, version: int | None = None, label: str = "") -> Lease:
+        """Route a request: a specific version, a labelled one, or the newest AVAILABLE one."""
+        model = self._models.get(name)
+        if model is None or model.removed:
+            served = ", ".join(sorted(n for n, m in self._models.items() if not m.removed)) or "none"
+            raise ModelNotFound(f"model {name!r} is not served here (served: {served})")
+        if label:
+            if version is not None:
+                raise InvalidArgument("set either a model version or a version label, not both")
+            labelled = model.config.version_labels.get(label)
+            if labelled is None:
+                raise NotFound(f"model {name!r} has no version label {label!r}")
+            version = labelled
+        if version is not None:
+            found = model.versions.get(version)
+            if found is None:
+                raise NotFound(f"model {name!r} has no version {version} loaded")
+            if found.state is not VersionState.AVAILABLE:
+                raise Unavailable(f"model {name!r} version {version} is {found.state.value}")
+            return Lease(found)
+        available = [s for s in model.versions.values() if s.state is VersionState.AVAILABLE]
+        if not available:
+            failed = [s for s in model.versions.values() if s.state is VersionState.FAILED]
+            detail = f"; version {failed[-1].version} failed to load: {failed[-1].error}" if failed else ""
+            raise Unavailable(f"model {name!r} has no version available yet{detail}")
+        return Lease(max(available, key=lambda s: s.version))
+
+    def metric_label(self, name: str) -> str:
+        """``name`` if this repository serves it, else a fixed placeholder (bounded label values)."""
+        return name if name in self._models else UNKNOWN_MODEL
+
+    def models(self) -> list[ModelStatus]:
+        return [self._status(m) for name, m in sorted(self._models.items()) if not m.removed]
+
+    def model(self, name: str) -> ModelStatus:
+        model = self._models.get(name)
+        if model is None or model.removed:
+            raise ModelNotFound(f"model {name!r} is not served here")
+        return self._status(model)
+
+    def available(self, name: str | None = None) -> bool:
+        """Whether ``name`` (or any model) has a version taking traffic."""
+        if name is None:
+            models = list(self._models.values())
+        else:
+            found = self._models.get(name)
+            models = [found] if found is not None else []
+        return any(s.state is VersionState.AVAILABLE for m in models for s in m.versions.values())
+
+    def batchers(self, name: str) -> list[Batcher]:
+        model = self._models.get(name)
+        return [s.batcher for s in model.versions.values() if s.batcher is not None] if model else []
+
+    def _status(self, model: _Model) -> ModelStatus:
+        labels: dict[int, list[str]] = {}
+        for label, version in sorted(model.config.version_labels.items()):
+            labels.setdefault(version, []).append(label)
+        versions = tuple(
+            VersionStatus(s.version, s.state, s.error, s.metadata, tuple(labels.get(s.version, ())))
+            for _, s in sorted(model.versions.items())
+        )
+        return ModelStatus(model.config.name, versions)
+
+    # ----------------------------------------------------------------- reconciliation
+    def _reconcile(self, model: _Model) -> None:
+        if self._closed:
+            return
+        aspired = set() if model.removed else set(model.config.policy.select(list(model.on_disk)))
+        for version in sorted(aspired):
+            served = model.versions.get(version)
+            fingerprint = model.on_disk[version]
+            if served is None or (served.state is VersionState.FAILED and served.fingerprint != fingerprint):
+                served = ServedVersion(model.config.name, version, model.config.base_path / str(version), fingerprint)
+                model.versions[version] = served
+                self._spawn(self._load(model, served))
+        ready = any(s.state is VersionState.AVAILABLE for v, s in model.versions.items() if v in aspired)
+        for version, served in list(model.versions.items()):
+            if version in aspired:
+                continue
+            if served.state is VersionState.FAILED:
+                del model.versions[version]
+            elif served.state is VersionState.AVAILABLE and (ready or not aspired):
+                self._spawn(self._unload(model, served))
+        if model.removed and not model.versions and self._models.get(model.config.name) is model:
+            del self._models[model.config.name]
+            log.info("model %s is no longer served", model.config.name)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _load(self, model: _Model, served: ServedVersion) -> None:
+        name, version = served.model, served.version
+        batching = self._settings.batching_for(name)
+        log.info("loading %s version %d from %s", name, version, served.path)
+        loop = asyncio.get_running_loop()
+        self._changed()
+        try:
+            metadata, runtime = await loop.run_in_executor(self._loader, self._load_blocking, served, batching)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, TficError) else f"{type(exc).__name__}: {exc}"
+            served.state = VersionState.FAILED
+            served.error = message[:_MAX_ERROR]
+            log.error("failed to load %s version %d: %s", name, version, served.error)
+            if self._metrics is not None:
+                self._metrics.model_loads.labels(name, "failure").inc()
+        else:
+            if self._closed:
+                await loop.run_in_executor(None, runtime.close)
+                return
+            served.metadata = metadata
+            served.runtime = runtime
+            served.batcher = Batcher(name, runtime.predict, batching, metadata.image_shape, self._metrics)
+            served.state = VersionState.AVAILABLE
+            log.info("%s version %d is available", name, version)
+            if self._metrics is not None:
+                self._metrics.model_loads.labels(name, "success").inc()
+        self._reconcile(model)
+        self._changed()
+
+    def _load_blocking(self, served: ServedVersion, batching: BatchingSettings) -> tuple[ModelMetadata, Runtime]:
+        metadata = read_metadata(served.path)
+        if metadata.image_shape[2] != 3:
+            raise InvalidArgument(f"model takes {metadata.image_shape[2]} channels; tfic serves RGB (3) models")
+        runtime = self._factory(served.model, served.version, served.path, metadata)
+        try:
+            warm_up(runtime, metadata, batching.batch_sizes, self._settings.warmup_iterations)
+        except BaseException:
+            runtime.close()
+            raise
+        return metadata, runtime
+
+    async def _unload(self, model: _Model, served: ServedVersion) -> None:
+        served.state = VersionState.UNLOADING
+        log.info("unloading %s version %d after %d in-flight request(s)", served.model, served.version, served.leases)
+        self._changed()
+        if served.leases:
+            await served.drained.wait()
+        if served.batcher is not None:
+            await served.batcher.close()
+        if served.runtime is not None:
+            await asyncio.get_running_loop().run_in_executor(None, served.runtime.close)
+        served.state = VersionState.END
+        served.batcher = None
+        served.runtime = None
+        if model.versions.get(served.version) is served:
+            del model.versions[served.version]
+        log.info("unloaded %s version %d", served.model, served.version)
+        self._reconcile(model)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._metrics is not None:
+            for name, model in self._models.items():
+                count = sum(s.state is VersionState.AVAILABLE for s in model.versions.values())
+                self._metrics.loaded_versions.labels(name).set(count)
+        if self._on_change is not None:
+            self._on_change()
+
+
+def warm_up(runtime: Runtime, metadata: ModelMetadata, batch_sizes: tuple[int, ...], iterations: int) -> None:
+    """Real inferences at every batch size the batcher will use, so no request pays first-call costs."""
+    height, width, _ = metadata.image_shape
+    rng = np.random.default_rng(0)
+    for size in batch_sizes:
+        images = rng.integers(0, 256, (size, height, width, 3)).astype(np.float32)
+        for _ in range(max(1, iterations)):
+            probabilities = runtime.predict(images)
+            if probabilities.shape != (size, metadata.num_classes):
+                raise InvalidArgument(
+                    f"model returned probabilities of shape {probabilities.shape} for {size} images; "
+                    f"its metadata has {metadata.num_classes} labels"
+                )

@@ -1,0 +1,206 @@
+"""The grpc.aio server: our Classifier and TensorFlow Serving's APIs on one port.
+
+Also on that port: gRPC health checking (service ``""`` is SERVING while the server is up;
+``tfic.v1.Classifier`` and ``tensorflow.serving.PredictionService`` are SERVING once any model
+version is AVAILABLE — the readiness probe — and each model name is SERVING once one of its
+versions is), and server reflection. Keepalive and ``max_connection_age`` are set for
+Kubernetes: idle connections are probed, and connections are recycled so clients spread over
+new pods after a scale-up. On shutdown every health status turns NOT_SERVING, the server keeps
+answering for ``drain_seconds`` (while load balancers notice), then stops accepting calls and
+gives running ones ``shutdown_grace_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from inference_svc.metrics import Metrics
+from inference_svc.predictor import Predictor
+from inference_svc.preprocess import Preprocessor
+from inference_svc.repository import ModelRepository
+from inference_svc.runtime.base import RuntimeFactory
+from inference_svc.servicers.classifier import SERVICE_NAME as CLASSIFIER
+from inference_svc.servicers.classifier import ClassifierServicer
+from inference_svc.servicers.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
+from inference_svc.settings import Settings
+from tfic.errors import FailedPrecondition
+from tfic.grpc_errors import ErrorInterceptor
+from tfic.v1 import classifier_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+READINESS_SERVICES = (CLASSIFIER, PREDICTION_SERVICE)
+
+
+class _ErrorInterceptor(ErrorInterceptor):
+    """:class:`tfic.grpc_errors.ErrorInterceptor` for our services only.
+
+    Health and reflection raise no tfic errors, and grpc's asyncio health ``Watch`` is a
+    coroutine-style streaming handler (``context.write``) that the shared interceptor's
+    async-generator wrapper would break, so their calls pass straight through.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if handler_call_details.method.startswith(_PASS_THROUGH):
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+
+_PASS_THROUGH = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    ms = 1000
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_send_message_length", settings.max_request_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_seconds * ms)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_seconds * ms)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Accept client keepalive pings every 10 s or more without answering GOAWAY(too_many_pings).
+        ("grpc.http2.min_ping_interval_without_data_ms", 10 * ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * ms)),
+        ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_seconds * ms)),
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+    ]
+
+
+def default_runtime_factory(settings: Settings) -> RuntimeFactory:
+    if settings.runtime == "tfserving":
+        from inference_svc.runtime.tfserving import TFServingClient
+
+        return TFServingClient(
+            settings.tfserving_target,
+            settings.tfserving_timeout_seconds,
+            settings.load_timeout_seconds,
+            settings.max_request_bytes,
+        )
+    from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntimeFactory
+
+    return TensorFlowRuntimeFactory(
+        TensorFlowOptions(settings.tf_intra_op_threads, settings.tf_inter_op_threads, settings.xla)
+    )
+
+
+class InferenceServer:
+    """``await InferenceServer(settings).start()``; ``port`` and ``metrics_port`` are the bound ports."""
+
+    def __init__(self, settings: Settings, runtime_factory: RuntimeFactory | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._factory = runtime_factory if runtime_factory is not None else default_runtime_factory(settings)
+        self.preprocessor = Preprocessor(
+            settings.decode_workers, settings.limits, settings.use_draft, settings.max_decode_queue, self.metrics
+        )
+        self.repository = ModelRepository(settings, self._factory, self.metrics, self._schedule_health)
+        self.predictor = Predictor(self.repository, self.preprocessor, settings)
+        self.health = health_aio.HealthServicer()
+        self._server: aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._health_dirty = False
+        self._known_models: set[str] = set()
+        self._stopping = False
+
+    async def start(self) -> InferenceServer:
+        s = self.settings
+        server = aio.server(interceptors=[_ErrorInterceptor()], options=grpc_options(s))
+        classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.predictor, self.metrics), server
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (CLASSIFIER, PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        for service in READINESS_SERVICES:
+            await self.health.set(service, NOT_SERVING)
+        try:
+            self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        except RuntimeError as exc:
+            raise FailedPrecondition(f"cannot listen on {s.host}:{s.port}: {exc}") from None
+        if s.metrics_port >= 0:
+            try:
+                self.metrics_port = self.metrics.serve(s.host, s.metrics_port)
+            except OSError as exc:
+                raise FailedPrecondition(f"cannot serve metrics on {s.host}:{s.metrics_port}: {exc}") from None
+        await server.start()
+        self._server = server
+        log.info("inference service listening on %s:%d", s.host, self.port)
+        await self.repository.start()
+        await self._update_health()
+        return self
+
+    async def stop(self, grace: float | None = None, drain: float = 0.0) -> None:
+        """Health NOT_SERVING, keep serving for ``drain`` seconds, then stop with ``grace``."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            log.info("draining for %.1f s", drain)
+            await asyncio.sleep(drain)  # the drain period itself: load balancers see NOT_SERVING
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.repository.close()
+        self.preprocessor.close()
+        self.metrics.close()
+        close = getattr(self._factory, "close", None)
+        if close is not None:
+            close()
+        log.info("inference service stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    def _schedule_health(self) -> None:
+        """Repository callback (on the loop): recompute health statuses once, soon."""
+        self._health_dirty = True
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.ensure_future(self._update_health())
+
+    async def _update_health(self) -> None:
+        while True:
+            self._health_dirty = False
+            ready = self.repository.available()
+            for service in READINESS_SERVICES:
+                await self.health.set(service, SERVING if ready else NOT_SERVING)
+            models = {m.name for m in self.repository.models()}
+            for name in models | self._known_models:
+                await self.health.set(name, SERVING if self.repository.available(name) else NOT_SERVING)
+            self._known_models |= models
+            if not self._health_dirty:
+                return
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    server = InferenceServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutdown requested")
+    await server.stop(grace=settings.shutdown_grace_seconds, drain=settings.drain_seconds)
+    return 0

@@ -1,0 +1,90 @@
+"""``tfic.v1.Classifier``: Classify, ListModels and GetModel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc import aio
+
+from inference_svc.metrics import Metrics
+from inference_svc.predictor import ModelRef, Prediction, Predictor, top_k
+from inference_svc.repository import ModelStatus, VersionState, VersionStatus
+from inference_svc.servicers.common import deadline_of
+from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+
+SERVICE_NAME = "tfic.v1.Classifier"
+
+_STATES = {
+    VersionState.LOADING: classifier_pb2.VERSION_STATE_LOADING,
+    VersionState.AVAILABLE: classifier_pb2.VERSION_STATE_AVAILABLE,
+    VersionState.UNLOADING: classifier_pb2.VERSION_STATE_UNLOADING,
+    VersionState.END: classifier_pb2.VERSION_STATE_END,
+    VersionState.FAILED: classifier_pb2.VERSION_STATE_FAILED,
+}
+
+
+def ref_from_pb(spec: common_pb2.ModelSpec) -> ModelRef:
+    return ModelRef(spec.name, spec.version if spec.HasField("version") else None, spec.version_label)
+
+
+def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.ClassifyResponse:
+    indices, probabilities = top_k(prediction.probabilities, k)
+    labels = prediction.labels
+    best = prediction.probabilities.argmax(axis=1)
+    results = []
+    for row, (idx, probs) in enumerate(zip(indices.tolist(), probabilities.tolist(), strict=True)):
+        predicted = int(best[row])
+        results.append(
+            classifier_pb2.Classification(
+                probabilities=probs,
+                labels=[labels[i] for i in idx],
+                label_indices=idx,
+                predicted_label=labels[predicted],
+                predicted_index=predicted,
+            )
+        )
+    return classifier_pb2.ClassifyResponse(
+        model_name=prediction.model, model_version=prediction.version, results=results
+    )
+
+
+def version_to_pb(status: VersionStatus) -> classifier_pb2.VersionInfo:
+    info = classifier_pb2.VersionInfo(
+        version=status.version,
+        state=_STATES[status.state],
+        error=status.error,
+        version_labels=list(status.version_labels),
+    )
+    if status.metadata is not None:
+        height, width, channels = status.metadata.image_shape
+        info.labels.extend(status.metadata.labels)
+        info.input_shape.CopyFrom(common_pb2.ImageShape(height=height, width=width, channels=channels))
+    return info
+
+
+def model_to_pb(status: ModelStatus) -> classifier_pb2.ModelInfo:
+    return classifier_pb2.ModelInfo(name=status.name, versions=[version_to_pb(v) for v in status.versions])
+
+
+class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):  # type: ignore[misc]
+    def __init__(self, predictor: Predictor, metrics: Metrics) -> None:
+        self._predictor = predictor
+        self._metrics = metrics
+
+    async def Classify(  # noqa: N802 - gRPC method names
+        self, request: classifier_pb2.ClassifyRequest, context: aio.ServicerContext
+    ) -> classifier_pb2.ClassifyResponse:
+        ref = ref_from_pb(request.model)
+        with self._metrics.track(self._predictor.metric_label(ref.name), "Classify"):
+            prediction = await self._predictor.classify(ref, list(request.images), deadline_of(context))
+            return classify_response_to_pb(prediction, request.top_k)
+
+    async def ListModels(  # noqa: N802 - gRPC method names
+        self, request: classifier_pb2.ListModelsRequest, context: aio.ServicerContext
+    ) -> classifier_pb2.ListModelsResponse:
+        return classifier_pb2.ListModelsResponse(models=[model_to_pb(m) for m in self._predictor.models()])
+
+    async def GetModel(  # noqa: N802 - gRPC method names
+        self, request: classifier_pb2.GetModelRequest, context: aio.ServicerContext
+    ) -> Any:
+        return model_to_pb(self._predictor.model(request.name))

@@ -1,0 +1,195 @@
+"""The pieces with no server needed: gRPC status → HTTP, streamed body limit, settings from flags and env."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+from starlette.requests import Request
+
+from gateway import settings as settings_mod
+from gateway.client import exception_from_rpc
+from gateway.errors import BodyTooLarge, classify, error_response
+from gateway.inputs import read_body
+from gateway.settings import GatewaySettings
+from tfic.errors import InvalidArgument
+
+# Every gRPC code and the HTTP status it becomes (statuses gRPC itself produced: no tfic reason attached).
+HTTP_FOR_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNIMPLEMENTED: 500,
+}
+
+
+def rpc_error(code: grpc.StatusCode, details: str, *trailing: tuple[str, str]) -> aio.AioRpcError:
+    return aio.AioRpcError(code, aio.Metadata(), aio.Metadata(*trailing), details=details)
+
+
+@pytest.mark.parametrize("code", list(grpc.StatusCode)[1:])
+def test_every_grpc_code_has_an_http_status(code: grpc.StatusCode) -> None:
+    exc = exception_from_rpc(rpc_error(code, "details from upstream"))
+    status, name, message, _ = classify(exc)
+    assert status == HTTP_FOR_CODE[code]
+    if status == 500:
+        assert name == "INTERNAL"
+        assert message == "internal error; see the server log"  # upstream internals are not shown
+    else:
+        renamed = {grpc.StatusCode.OUT_OF_RANGE: "INVALID_ARGUMENT", grpc.StatusCode.ABORTED: "FAILED_PRECONDITION"}
+        assert name == renamed.get(code, code.name)
+
+
+def test_reason_trailer_refines_the_status_and_keeps_the_message() -> None:
+    cases = {
+        "invalid_image": (400, "invalid_image"),
+        "unsupported_format": (415, "unsupported_format"),
+        "image_too_large": (413, "image_too_large"),
+        "model_not_found": (404, "model_not_found"),
+    }
+    for reason, (status, shown) in cases.items():
+        code = grpc.StatusCode.NOT_FOUND if reason == "model_not_found" else grpc.StatusCode.INVALID_ARGUMENT
+        exc = exception_from_rpc(rpc_error(code, f"image 0: {reason}", ("tfic-error-reason", reason)))
+        assert classify(exc) == (status, code.name, f"image 0: {reason}", shown)
+    # A reason that does not fit the code is ignored.
+    exc = exception_from_rpc(rpc_error(grpc.StatusCode.NOT_FOUND, "x", ("tfic-error-reason", "invalid_image")))
+    assert classify(exc)[0] == 404
+
+
+def test_transport_statuses_hide_their_details() -> None:
+    unavailable = rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; ipv4:10.0.0.7:8500")
+    assert "10.0.0.7" not in classify(exception_from_rpc(unavailable))[2]
+    too_big = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)")
+    assert classify(exception_from_rpc(too_big))[:2] == (413, "INVALID_ARGUMENT")
+    # Statuses tfic's servers raised (a reason attached) keep their message.
+    busy = rpc_error(
+        grpc.StatusCode.UNAVAILABLE, "model 'm' has no version available yet", ("tfic-error-reason", "unavailable")
+    )
+    assert classify(exception_from_rpc(busy))[2] == "model 'm' has no version available yet"
+
+
+def test_retry_after_comes_from_the_trailer_or_the_setting() -> None:
+    full = rpc_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "queue full",
+        ("tfic-error-reason", "resource_exhausted"),
+        ("retry-after", "7"),
+    )
+    response = error_response(exception_from_rpc(full, default_retry_after=2), retry_after_seconds=2)
+    assert (response.status_code, response.headers["retry-after"]) == (429, "7")
+    plain = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full", ("tfic-error-reason", "resource_exhausted"))
+    assert (
+        error_response(exception_from_rpc(plain, default_retry_after=2), retry_after_seconds=2).headers["retry-after"]
+        == "2"
+    )
+    down = rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
+    assert error_response(exception_from_rpc(down), retry_after_seconds=5).headers["retry-after"] == "5"
+
+
+def test_unknown_exceptions_are_a_generic_500(caplog: pytest.LogCaptureFixture) -> None:
+    response = error_response(RuntimeError("secret internal detail"), retry_after_seconds=1, request_id="r-1")
+    assert response.status_code == 500
+    assert (
+        bytes(response.body)
+        == b'{"error":{"code":500,"status":"INTERNAL","message":"internal error; see the server log"}}'
+    )
+    assert "secret internal detail" in caplog.text and "r-1" in caplog.text
+
+
+def request_with_body(chunks: list[bytes], content_length: int | None = None) -> tuple[Request, list[int]]:
+    """A Starlette request whose body arrives in ``chunks``; the list counts the chunks handed out."""
+    handed: list[int] = [0]
+    headers = [] if content_length is None else [(b"content-length", str(content_length).encode())]
+
+    async def receive() -> dict[str, Any]:
+        i = handed[0]
+        handed[0] += 1
+        return {"type": "http.request", "body": chunks[i], "more_body": i < len(chunks) - 1}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive), handed
+
+
+async def test_body_limit_is_enforced_while_streaming() -> None:
+    request, handed = request_with_body([b"x" * 400] * 100)
+    with pytest.raises(BodyTooLarge, match="exceeds the limit of 1000 bytes"):
+        await read_body(request, 1000)
+    assert handed[0] == 3  # stopped at the chunk that crossed the limit, 97 chunks never read
+
+
+async def test_declared_length_over_the_limit_reads_nothing() -> None:
+    request, handed = request_with_body([b"x" * 5000], content_length=5000)
+    with pytest.raises(BodyTooLarge, match="5000 bytes; the limit is 1000"):
+        await read_body(request, 1000)
+    assert handed[0] == 0
+
+
+async def test_body_within_the_limit() -> None:
+    request, _ = request_with_body([b"ab", b"cd", b""])
+    assert await read_body(request, 4) == b"abcd"
+
+
+def parse(argv: list[str], environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> GatewaySettings:
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    parser = argparse.ArgumentParser()
+    settings_mod.add_arguments(parser)
+    return settings_mod.from_args(parser.parse_args(argv))
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PORT", "HOST", "INFERENCE", "DEFAULT_MODEL", "AUTH_TOKEN", "MAX_BODY_BYTES", "TIMEOUT_SECONDS"):
+        monkeypatch.delenv(f"TFIC_GATEWAY_{name}", raising=False)
+    assert parse([], {}, monkeypatch) == GatewaySettings()
+    assert GatewaySettings().port == 8080 and GatewaySettings().auth_token is None
+
+
+def test_settings_from_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {
+        "TFIC_GATEWAY_PORT": "9000",
+        "TFIC_GATEWAY_INFERENCE": "dns:///inference.ns.svc:8500",
+        "TFIC_GATEWAY_DEFAULT_MODEL": "flowers",
+        "TFIC_GATEWAY_MAX_BODY_BYTES": "1024",
+        "TFIC_GATEWAY_TIMEOUT_SECONDS": "2.5",
+        "TFIC_GATEWAY_AUTH_TOKEN": "t",
+        "TFIC_GATEWAY_DEFAULT_ACCEPT": "application/json;verbose",
+    }
+    settings = parse(["--port", "9001"], environ, monkeypatch)
+    assert settings == GatewaySettings(
+        port=9001,
+        inference="dns:///inference.ns.svc:8500",
+        default_model="flowers",
+        max_body_bytes=1024,
+        timeout_seconds=2.5,
+        auth_token="t",
+        default_accept="application/json;verbose",
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"port": 70000},
+        {"max_body_bytes": 0},
+        {"timeout_seconds": 0},
+        {"default_accept": "text/csv"},
+        {"auth_token": " "},
+    ],
+)
+def test_invalid_settings(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        GatewaySettings(**changes)

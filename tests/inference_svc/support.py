@@ -1,0 +1,150 @@
+"""Helpers of the inference service tests: model export, settings, polling, gated runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inference_svc.runtime.base import Runtime
+from inference_svc.settings import BatchingSettings, Settings
+from tfic.modeldir import ModelMetadata
+
+MODEL = "tiny"
+SIZE = 16
+LABELS = ("cat", "dog", "fish")
+
+
+def export_model(base: Path, name: str, size: int, seed: int, labels: tuple[str, ...] = LABELS) -> Path:
+    """A real small CNN with a sharpened head (so predictions depend visibly on the pixels)."""
+    from tfic.modeldir import Preprocessing
+    from trainer_svc.training import architectures
+    from trainer_svc.training.export import export_version
+    from trainer_svc.training.model import build_classifier
+
+    shape = (size, size, 3)
+    model = build_classifier(architectures.small_cnn(shape), len(labels), shape, Preprocessing(), 0.0, 0.0, seed)
+    head = model.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 25.0, bias])
+    _, path = export_version(base, name, model, ModelMetadata(labels=labels, image_shape=shape))
+    return path
+
+
+def publish_copy(src: Path, model_dir: Path, version: int) -> Path:
+    """Copy a version directory and publish it atomically (staging dir + one rename), like the trainer."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    target = model_dir / str(version)
+    os.rename(tmp, target)
+    return target
+
+
+def publish_broken(src: Path, model_dir: Path, version: int) -> Path:
+    """A version whose saved_model.pb is garbage (its metadata intact)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    (tmp / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    target = model_dir / str(version)
+    os.rename(tmp, target)
+    return target
+
+
+def make_settings(base: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "metrics_port": 0,
+        "model_base_path": base,
+        "poll_interval_seconds": 0.05,
+        "decode_workers": 2,
+        "warmup_iterations": 1,
+        "batching": BatchingSettings(max_batch_size=8, batch_timeout_micros=2000),
+        "drain_seconds": 0.0,
+        "shutdown_grace_seconds": 2.0,
+        "max_image_bytes": 2 * 1024 * 1024,
+        "max_pixels": 4_000_000,
+        "max_request_bytes": 8 * 1024 * 1024,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def with_batching(settings: Settings, **values: Any) -> Settings:
+    return replace(settings, batching=replace(settings.batching, **values))
+
+
+async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+def encode(pixels: np.ndarray, fmt: str = "PNG", **params: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def random_image(seed: int, height: int = 40, width: int = 50) -> np.ndarray:
+    """A smooth random picture (blobs of colour): predictions differ between seeds, resizing changes little."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
+
+
+class GatedRuntime(Runtime):
+    """Wraps a real runtime; while the gate is closed ``predict`` blocks, so queues fill deterministically."""
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls: list[int] = []
+        self._lock = threading.Lock()
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.calls.append(len(images))
+        self.gate.wait(timeout=60)
+        return self.inner.predict(images)
+
+    def close(self) -> None:
+        self.gate.set()
+        self.inner.close()
+
+
+class GatedFactory:
+    """A runtime factory building real TensorFlow runtimes, each behind its own gate."""
+
+    def __init__(self) -> None:
+        from inference_svc.runtime.tensorflow import TensorFlowRuntimeFactory
+
+        self.inner = TensorFlowRuntimeFactory()
+        self.runtimes: list[GatedRuntime] = []
+
+    def __call__(self, model: str, version: int, path: Path, metadata: ModelMetadata) -> Runtime:
+        runtime = GatedRuntime(self.inner(model, version, path, metadata))
+        self.runtimes.append(runtime)
+        return runtime

@@ -1,0 +1,81 @@
+"""A full batch queue answers RESOURCE_EXHAUSTED at once; expired deadlines never reach the model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+
+from inference_svc.server import InferenceServer
+from inference_svc.settings import BatchingSettings
+from tests.inference_svc.support import MODEL, GatedFactory, encode, make_settings, random_image, wait_until
+from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+
+IMAGE = encode(random_image(0))
+
+
+@pytest.fixture
+async def gated(base_path: Path) -> AsyncIterator[tuple[InferenceServer, GatedFactory]]:
+    factory = GatedFactory()
+    batching = BatchingSettings(max_batch_size=2, num_batch_threads=1, max_enqueued_batches=1, batch_timeout_micros=0)
+    server = await InferenceServer(make_settings(base_path, batching=batching), factory).start()
+    await wait_until(lambda: server.repository.available(MODEL), what="the model to load")
+    yield server, factory
+    for runtime in factory.runtimes:
+        runtime.gate.set()
+    await server.stop(grace=1.0)
+
+
+def request(n: int = 1) -> classifier_pb2.ClassifyRequest:
+    return classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL), images=[IMAGE] * n)
+
+
+async def test_full_queue_gives_resource_exhausted(gated: tuple[InferenceServer, GatedFactory]) -> None:
+    server, factory = gated
+    (runtime,) = factory.runtimes
+    (batcher,) = server.repository.batchers(MODEL)
+    runtime.gate.clear()
+    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        running = asyncio.ensure_future(stub.Classify(request(2)))
+        await wait_until(lambda: batcher.running == 1, what="the batch thread to be busy")
+        queued = asyncio.ensure_future(stub.Classify(request(2)))
+        await wait_until(lambda: batcher.queued == 1, what="the queue to fill")
+        with pytest.raises(grpc.RpcError) as info:
+            await stub.Classify(request(1))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "queue is full" in info.value.details()
+        trailers = dict(info.value.trailing_metadata() or ())
+        assert trailers.get("tfic-error-reason") == "resource_exhausted"
+        assert server.metrics.queue_depth.labels(MODEL)._value.get() == 1
+        runtime.gate.set()
+        done = await asyncio.gather(running, queued)
+        assert [len(r.results) for r in done] == [2, 2]
+        assert server.metrics.requests.labels(MODEL, "Classify", "RESOURCE_EXHAUSTED")._value.get() == 1
+        assert server.metrics.queue_depth.labels(MODEL)._value.get() == 0
+
+
+async def test_a_request_whose_deadline_passes_in_the_queue_never_runs(
+    gated: tuple[InferenceServer, GatedFactory],
+) -> None:
+    server, factory = gated
+    (runtime,) = factory.runtimes
+    (batcher,) = server.repository.batchers(MODEL)
+    calls_before = len(runtime.calls)
+    runtime.gate.clear()
+    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        running = asyncio.ensure_future(stub.Classify(request(1)))
+        await wait_until(lambda: batcher.running == 1, what="the batch thread to be busy")
+        with pytest.raises(grpc.RpcError) as info:
+            await stub.Classify(request(1), timeout=0.2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        runtime.gate.set()
+        await running
+        assert await stub.Classify(request(1))
+    # The first request and the last one ran; the expired one was dropped before its batch.
+    assert len(runtime.calls) - calls_before == 2

@@ -1,0 +1,165 @@
+"""The dynamic batcher with a real TensorFlow runtime (gated to make queues fill deterministically)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference_svc.batcher import Batcher
+from inference_svc.metrics import Metrics
+from inference_svc.runtime.tensorflow import TensorFlowRuntime
+from inference_svc.settings import BatchingSettings
+from tests.inference_svc.support import MODEL, SIZE, GatedRuntime, wait_until
+from tfic.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from tfic.modeldir import read_metadata
+
+SHAPE = (SIZE, SIZE, 3)
+
+
+@pytest.fixture(scope="module")
+def real_runtime(model_store: Path) -> Iterator[TensorFlowRuntime]:
+    path = model_store / MODEL / "1"
+    runtime = TensorFlowRuntime(path, read_metadata(path))
+    yield runtime
+
+
+@pytest.fixture
+def runtime(real_runtime: TensorFlowRuntime) -> Iterator[GatedRuntime]:
+    gated = GatedRuntime(real_runtime)
+    yield gated
+    gated.gate.set()
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *SHAPE)).astype(np.float32)
+
+
+async def test_lone_request_does_not_wait_for_the_timeout(runtime: GatedRuntime) -> None:
+    batcher = Batcher(
+        MODEL, runtime.predict, BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000), SHAPE
+    )
+    start = time.monotonic()
+    out = await asyncio.wait_for(batcher.submit(images(1)), timeout=30)
+    assert time.monotonic() - start < 30
+    assert out.shape == (1, 3)
+    np.testing.assert_allclose(out, runtime.inner.predict(images(1)), atol=1e-6)
+    assert runtime.calls == [1]
+    await batcher.close()
+
+
+async def test_requests_queued_behind_a_running_batch_share_one_padded_batch(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8))
+    metrics = Metrics()
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, metrics)
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1, seed=1)))
+    await wait_until(lambda: runtime.calls == [2], what="the first batch to start")
+    queued = [asyncio.ensure_future(batcher.submit(images(1, seed=10 + i))) for i in range(3)]
+    await wait_until(lambda: batcher.queued == 3, what="three queued requests")
+    assert metrics.queue_depth.labels(MODEL)._value.get() == 3
+    runtime.gate.set()
+    results = await asyncio.gather(first, *queued)
+    # The lone first request ran at once (padded 1→2); the three waiting ones ran together (padded 3→4).
+    assert runtime.calls == [2, 4]
+    assert batcher.stats.padded == 1 + 1
+    for i, out in enumerate(results[1:]):
+        np.testing.assert_allclose(out, runtime.inner.predict(images(1, seed=10 + i)), atol=1e-5)
+    assert metrics.queue_depth.labels(MODEL)._value.get() == 0
+    await batcher.close()
+
+
+async def test_large_requests_are_split_and_results_stay_in_order(runtime: GatedRuntime) -> None:
+    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(max_batch_size=8, allowed_batch_sizes=(4, 8)), SHAPE)
+    batch = images(11, seed=3)
+    out = await batcher.submit(batch)
+    assert sorted(runtime.calls) == [4, 8]
+    np.testing.assert_allclose(out, runtime.inner.predict(batch), atol=1e-5)
+    await batcher.close()
+
+
+async def test_full_queue_is_rejected_at_once(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=2, num_batch_threads=1, max_enqueued_batches=1)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    runtime.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(images(2)))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    queued = asyncio.ensure_future(batcher.submit(images(2)))  # fills the one queued batch
+    await wait_until(lambda: batcher.queued == 1, what="a queued batch")
+    with pytest.raises(ResourceExhausted, match="queue is full"):
+        await batcher.submit(images(1))
+    assert batcher.stats.rejected == 1
+    runtime.gate.set()
+    await asyncio.gather(running, queued)
+    await batcher.close()
+
+
+async def test_expired_and_cancelled_requests_are_dropped_before_running(runtime: GatedRuntime) -> None:
+    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(max_batch_size=8, batch_timeout_micros=0), SHAPE)
+    runtime.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(images(1)))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    expired = asyncio.ensure_future(batcher.submit(images(2), deadline=time.monotonic() - 1.0))
+    cancelled = asyncio.ensure_future(batcher.submit(images(3)))
+    alive = asyncio.ensure_future(batcher.submit(images(1, seed=5)))
+    await wait_until(lambda: batcher.queued == 3, what="three queued requests")
+    cancelled.cancel()
+    runtime.gate.set()
+    with pytest.raises(DeadlineExceeded):
+        await expired
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await asyncio.gather(running, alive)
+    assert runtime.calls == [1, 1]  # only the live request ran in the second batch
+    assert batcher.stats.expired == 1
+    await batcher.close()
+
+
+async def test_timeout_closes_a_partial_batch_while_another_runs(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=2)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1)))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    second = asyncio.ensure_future(batcher.submit(images(1)))
+    # The second thread is free but a batch is running: the request waits for the timeout, then starts.
+    await wait_until(lambda: batcher.running == 2, what="the timeout to start a second batch")
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert len(runtime.calls) == 2
+    await batcher.close()
+
+
+async def test_batching_disabled_runs_each_request_alone_unpadded(runtime: GatedRuntime) -> None:
+    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(enabled=False, max_batch_size=8), SHAPE)
+    runtime.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(images(3)))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    queued = [asyncio.ensure_future(batcher.submit(images(n))) for n in (1, 2)]
+    await wait_until(lambda: batcher.queued == 2, what="two queued requests")
+    runtime.gate.set()
+    await asyncio.gather(running, *queued)
+    assert runtime.calls == [3, 1, 2]
+    await batcher.close()
+
+
+async def test_wrong_shapes_are_invalid(runtime: GatedRuntime) -> None:
+    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(), SHAPE)
+    with pytest.raises(InvalidArgument, match="shape"):
+        await batcher.submit(np.zeros((1, SIZE + 1, SIZE, 3), np.float32))
+    with pytest.raises(InvalidArgument, match="no images"):
+        await batcher.submit(np.zeros((0, *SHAPE), np.float32))
+    await batcher.close()
+
+
+def test_allowed_batch_sizes_are_validated() -> None:
+    assert BatchingSettings(max_batch_size=12).batch_sizes == (1, 2, 4, 8, 12)
+    assert BatchingSettings(enabled=False).batch_sizes == (1,)
+    with pytest.raises(InvalidArgument, match="must equal max_batch_size"):
+        BatchingSettings(max_batch_size=8, allowed_batch_sizes=(2, 4))
+    with pytest.raises(InvalidArgument, match="increasing"):
+        BatchingSettings(max_batch_size=8, allowed_batch_sizes=(4, 2, 8))

@@ -1,0 +1,117 @@
+"""Decoding in the worker pool: DCT downscaling stays close to a full decode, image modes are normalised."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference_svc.metrics import Metrics
+from inference_svc.preprocess import Preprocessor
+from inference_svc.runtime.tensorflow import TensorFlowRuntime
+from tests.inference_svc.support import MODEL, SIZE, encode
+from tfic.errors import ImageTooLarge, InvalidImage, ResourceExhausted
+from tfic.imaging import DecodeLimits
+from tfic.modeldir import read_metadata
+
+
+@pytest.fixture(scope="module")
+def runtime(model_store: Path) -> Iterator[TensorFlowRuntime]:
+    path = model_store / MODEL / "1"
+    yield TensorFlowRuntime(path, read_metadata(path))
+
+
+def large_photo(seed: int, width: int = 2048, height: int = 1536) -> bytes:
+    """A 3-megapixel JPEG with smooth structure and sensor-like noise (decoded at 1/8 scale with draft)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    noisy = np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+    return encode(noisy, "JPEG", quality=90)
+
+
+async def test_draft_decoding_predicts_like_a_full_decode(runtime: TensorFlowRuntime) -> None:
+    photos = [large_photo(seed) for seed in range(3)]
+    metrics = Metrics()
+    draft = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=True, metrics=metrics)
+    full = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=False)
+    try:
+        fast = await draft.decode(photos, (SIZE, SIZE), "bilinear")
+        slow = await full.decode(photos, (SIZE, SIZE), "bilinear")
+    finally:
+        draft.close()
+        full.close()
+    assert fast.shape == slow.shape == (3, SIZE, SIZE, 3)
+    assert np.abs(fast - slow).mean() < 3.0  # pixel values 0..255
+    p_fast, p_slow = runtime.predict(fast), runtime.predict(slow)
+    np.testing.assert_allclose(p_fast, p_slow, atol=0.01)  # the photos' own predictions differ by ~0.05
+    assert metrics.decode_seconds._sum.get() > 0
+
+
+def _mode_images() -> dict[str, bytes]:
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    out: dict[str, bytes] = {}
+    for name, image, fmt in (
+        ("grayscale", rgb.convert("L"), "PNG"),
+        ("palette", rgb.convert("P"), "PNG"),
+        ("rgba", rgb.convert("RGBA"), "PNG"),
+        ("cmyk", rgb.convert("CMYK"), "JPEG"),
+        ("16-bit", Image.fromarray(np.arange(600, dtype=np.uint16).reshape(20, 30) * 100), "PNG"),
+        ("bmp", rgb, "BMP"),
+        ("webp", rgb, "WEBP"),
+    ):
+        buf = io.BytesIO()
+        image.save(buf, fmt)
+        out[name] = buf.getvalue()
+    frames = [rgb, rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out["animated gif"] = buf.getvalue()
+    return out
+
+
+async def test_every_mode_becomes_rgb_at_the_model_size() -> None:
+    pre = Preprocessor(2)
+    try:
+        images = _mode_images()
+        pixels = await pre.decode(list(images.values()), (SIZE, SIZE), "bilinear")
+    finally:
+        pre.close()
+    assert pixels.shape == (len(images), SIZE, SIZE, 3) and pixels.dtype == np.float32
+    assert pixels.min() >= 0 and pixels.max() <= 255
+
+
+async def test_exif_orientation_is_applied() -> None:
+    # A wide image stored with "rotate 90°" EXIF: the decoded picture is tall (left column becomes the top row).
+    array = np.zeros((16, 32, 3), np.uint8)
+    array[:, :16] = (255, 0, 0)  # left half red
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    pre = Preprocessor(1)
+    try:
+        (pixels,) = await pre.decode([buf.getvalue()], (32, 16), "bilinear")
+    finally:
+        pre.close()
+    assert pixels[:8, :, 0].mean() > 200 and pixels[-8:, :, 0].mean() < 50  # red on top after rotation
+
+
+async def test_limits_and_queue_bound() -> None:
+    pre = Preprocessor(1, DecodeLimits(max_bytes=1000, max_pixels=100), max_queue=2)
+    try:
+        with pytest.raises(ImageTooLarge, match="1000 bytes"):
+            await pre.decode([bytes(2000)], (SIZE, SIZE), "bilinear")
+        with pytest.raises(ImageTooLarge, match="100 pixels"):
+            await pre.decode([encode(np.zeros((20, 20, 3), np.uint8))], (SIZE, SIZE), "bilinear")
+        with pytest.raises(InvalidImage, match="image 1: image is empty"):
+            await pre.decode([encode(np.zeros((5, 5, 3), np.uint8)), b""], (SIZE, SIZE), "bilinear")
+        with pytest.raises(ResourceExhausted, match="waiting to be decoded"):
+            await pre.decode([b"a", b"b", b"c"], (SIZE, SIZE), "bilinear")
+    finally:
+        pre.close()
