@@ -7,6 +7,8 @@ the traceback in the log, so no internal detail leaks to clients.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -62,6 +64,22 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
+            # A streaming handler written as a coroutine that calls context.write() (grpc_health's
+            # Watch): await it rather than iterate it.
+            inner_uw: Any = handler.unary_stream
+
+            async def unary_write(request: Any, context: aio.ServicerContext) -> None:
+                try:
+                    await inner_uw(request, context)
+                except (aio.AbortError, grpc.RpcError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    await _abort(context, method, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_write, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
