@@ -150,3 +150,15 @@ def test_resnet_trains(tmp_path: Path, digits_dir: Path) -> None:
         )
         meta = modeldir.read_metadata(result.path)  # type: ignore[arg-type]
         assert meta.architecture == f"resnet{depth}"
+
+
+def test_mixed_precision_training_exports_float32_probabilities(tmp_path: Path, digits_dir: Path) -> None:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    result = run(_request(digits_dir, tmp_path, hp={"epochs": "1", "precision_dtype": "bfloat16"}))
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    loaded = tf.saved_model.load(str(result.path))
+    out = loaded.signatures["predict_images"](images=tf.zeros([2, 16, 16, 3]))
+    assert out["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
