@@ -51,11 +51,16 @@ def test_second_run_writes_version_two_and_logs_every_epoch(tmp_path: Path, digi
     assert not (tmp_path / "models" / ".work" / "m").exists()
 
 
-def test_the_demo_recipe_learns_digits(tmp_path: Path, digits_dir: Path) -> None:
-    result = run(
-        _request(digits_dir, tmp_path, hp={"epochs": "8", "image_shape": "3,32,32", "label_smoothing": "0.05"})
-    )
-    assert result.metrics["validation:accuracy"] >= 0.9
+@pytest.mark.slow
+def test_the_demo_recipe_reaches_the_floor_on_all_digits(tmp_path: Path) -> None:
+    """The issue's floor (>= 0.97 validation accuracy) on the full 1,797 digits; `make demo` checks it too."""
+    from tfic.demo_data import write_digits
+
+    data = write_digits(tmp_path / "digits")
+    hp = {"epochs": "12", "image_shape": "3,32,32", "label_smoothing": "0.05", "early_stopping": "true",
+          "early_stopping_patience": "4"}  # fmt: skip
+    result = run(_request(data, tmp_path, hp=hp))
+    assert result.metrics["validation:accuracy"] >= 0.97
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, digits_dir: Path) -> None:
