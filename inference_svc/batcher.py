@@ -4,12 +4,13 @@ Requests (``submit``) join a queue on the event loop. A batch is started when a 
 free and one of these holds:
 
 * the queued images fill ``max_batch_size``;
-* no batch is running at all — an idle server runs a lone request at once, so latency at
+* the batcher is idle — no batch running and no request *announced* (being decoded for this
+  version, see :meth:`Batcher.announce`) — so a lone request runs at once and latency at
   concurrency 1 is the model's latency, not the timeout;
 * the oldest queued request has waited ``batch_timeout``.
 
-So the timeout only applies while other batches are running, which is exactly when more
-requests are arriving and waiting a little buys a fuller batch. Up to ``num_batch_threads``
+So the timeout only applies while other batches run or more requests are on their way, which is
+exactly when waiting a little buys a fuller batch. Up to ``num_batch_threads``
 batches run at once, in a thread pool of that size (never on the event loop). Each batch is
 padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime sees few shapes.
 
@@ -88,6 +89,7 @@ class Batcher:
         self._pending: deque[_Task] = deque()
         self._pending_images = 0
         self._running = 0
+        self._incoming = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._idle = asyncio.Event()
@@ -110,11 +112,25 @@ class Batcher:
     def running(self) -> int:
         return self._running
 
-    async def submit(self, images: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    def announce(self) -> None:
+        """A request for this version is being preprocessed: queued requests may wait for it.
+
+        Follow with ``submit(..., announced=True)`` or, if preprocessing fails, ``withdraw()``.
+        """
+        self._incoming += 1
+
+    def withdraw(self) -> None:
+        """An announced request will not come after all."""
+        self._incoming -= 1
+        self._dispatch()
+
+    async def submit(self, images: np.ndarray, deadline: float | None = None, announced: bool = False) -> np.ndarray:
         """Run ``images`` (float32 [N, H, W, 3]) in a batch; returns their probabilities [N, C].
 
         ``deadline`` is a ``time.monotonic()`` value.
         """
+        if announced:
+            self._incoming -= 1
         if self._closed:
             raise Unavailable(f"model {self.model}: this version is unloading; retry")
         if images.ndim != 4 or images.shape[1:] != self._shape:
@@ -182,7 +198,8 @@ class Batcher:
             self._drop_dead(now)
             if not self._pending:
                 break
-            if self._max and self._running > 0 and self._pending_images < self._max:
+            busy = self._running > 0 or self._incoming > 0
+            if self._max and busy and self._pending_images < self._max:
                 due = self._pending[0].enqueued + self._timeout
                 if now < due:
                     self._timer = self._loop.call_later(due - now, self._dispatch)

@@ -8,19 +8,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from inference_svc import settings as settings_mod
+from inference_svc import flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every inference setting as a flag (defaults from ``TFIC_`` environment variables)."""
-    settings_mod.add_arguments(parser)
+    flags.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; logging is configured by the caller."""
+    settings = flags.from_args(args)  # validate before importing TensorFlow
     from inference_svc.server import serve
 
-    settings = settings_mod.from_args(args)
     return asyncio.run(serve(settings))
 
 
@@ -36,13 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("TFIC_LOG_FORMAT", "text"),
         help="[env TFIC_LOG_FORMAT]",
     )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     from tfic import logs
     from tfic.errors import TficError
 
-    logs.configure(args.log_level, args.log_format)
     try:
+        add_arguments(parser)  # reads the TFIC_ variables: a malformed one is reported, not a traceback
+        args = parser.parse_args(argv)
+        logs.configure(args.log_level, args.log_format)
         return run(args)
     except TficError as exc:
         print(f"inference_svc: error: {exc.message}", file=sys.stderr)

@@ -80,6 +80,15 @@ class Metrics:
         )
         self._http: Any = None
         self._thread: threading.Thread | None = None
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (label values are bounded, and this is on the hot path)."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def track(self, model: str, method: str) -> RequestTracker:
         """``with metrics.track(model, method):`` counts the request, its code and duration."""
@@ -124,5 +133,5 @@ class RequestTracker:
             code = status_for(exc).grpc_code
         else:  # asyncio.CancelledError: the client went away
             code = "CANCELLED"
-        m.requests.labels(self._model, self._method, code).inc()
-        m.request_duration.labels(self._model, self._method).observe(time.perf_counter() - self._start)
+        m.child(m.requests, self._model, self._method, code).inc()
+        m.child(m.request_duration, self._model, self._method).observe(time.perf_counter() - self._start)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference_svc.batcher import Batcher
 from inference_svc.preprocess import Preprocessor
 from inference_svc.repository import ModelRepository, ModelStatus, ServedVersion
 from inference_svc.settings import Settings
@@ -58,8 +59,14 @@ class Predictor:
             meta = _metadata(served)
             height, width, _ = meta.image_shape
             _check_deadline(deadline)
-            pixels = await self.preprocessor.decode(images, (height, width), meta.preprocessing.interpolation)
-            return await self._run(served, meta, pixels, deadline)
+            batcher = _batcher(served)
+            batcher.announce()  # queued requests may wait (up to the batch timeout) for this one
+            try:
+                pixels = await self.preprocessor.decode(images, (height, width), meta.preprocessing.interpolation)
+            except BaseException:
+                batcher.withdraw()
+                raise
+            return await self._run(served, meta, pixels, deadline, announced=True)
 
     async def predict_pixels(self, ref: ModelRef, pixels: np.ndarray, deadline: float | None = None) -> Prediction:
         """Already-resized float32 [N, H, W, 3] RGB 0..255 pixels → probabilities."""
@@ -94,10 +101,14 @@ class Predictor:
         return self.repository.metric_label(name)
 
     async def _run(
-        self, served: ServedVersion, meta: ModelMetadata, pixels: np.ndarray, deadline: float | None
+        self,
+        served: ServedVersion,
+        meta: ModelMetadata,
+        pixels: np.ndarray,
+        deadline: float | None,
+        announced: bool = False,
     ) -> Prediction:
-        assert served.batcher is not None
-        probabilities = await served.batcher.submit(pixels, deadline)
+        probabilities = await _batcher(served).submit(pixels, deadline, announced)
         return Prediction(served.model, served.version, meta.labels, probabilities)
 
     def _check_count(self, n: int) -> None:
@@ -107,20 +118,33 @@ class Predictor:
             raise InvalidArgument(f"the request holds {n} images; the limit is {self._max_images} per request")
 
 
-def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(probabilities: np.ndarray, k: int) -> list[tuple[list[int], list[float]]]:
     """Per row, the indices and probabilities of the ``k`` most probable classes, highest first.
 
-    ``k == 0`` returns every class in label order.
+    ``k == 0`` returns every class in label order. Ties keep label order. Rows are short (one per
+    image) and the class count usually small, so plain Python beats numpy's per-call overhead;
+    large class counts use a partial sort.
     """
-    n, classes = probabilities.shape
     if k < 0:
         raise InvalidArgument(f"top_k must not be negative, got {k}")
+    classes = probabilities.shape[1]
     if k == 0:
-        return np.broadcast_to(np.arange(classes), (n, classes)), probabilities
+        everything = list(range(classes))
+        return [(everything, row) for row in probabilities.tolist()]
     k = min(k, classes)
-    # A stable sort on the negated values keeps the label order among ties.
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(probabilities, order, axis=1)
+    if classes <= 256:
+        ranked = []
+        for row in probabilities.tolist():
+            order = sorted(range(classes), key=row.__getitem__, reverse=True)[:k]  # stable: ties keep label order
+            ranked.append((order, [row[i] for i in order]))
+        return ranked
+    # Many classes: partial sort, then a stable sort of the k candidates (ties by label index).
+    candidates = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
+    ranked = []
+    for row, cand in zip(probabilities, candidates, strict=True):
+        order = sorted(cand.tolist(), key=lambda i: (-row[i], i))
+        ranked.append((order, [float(row[i]) for i in order]))
+    return ranked
 
 
 def deadline_after(seconds: float | None) -> float | None:
@@ -130,6 +154,11 @@ def deadline_after(seconds: float | None) -> float | None:
 def _metadata(served: ServedVersion) -> ModelMetadata:
     assert served.metadata is not None  # AVAILABLE versions always have metadata
     return served.metadata
+
+
+def _batcher(served: ServedVersion) -> Batcher:
+    assert served.batcher is not None  # AVAILABLE versions always have a batcher
+    return served.batcher
 
 
 def _check_deadline(deadline: float | None) -> None:

@@ -28,17 +28,16 @@ def ref_from_pb(spec: common_pb2.ModelSpec) -> ModelRef:
 
 
 def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.ClassifyResponse:
-    indices, probabilities = top_k(prediction.probabilities, k)
     labels = prediction.labels
-    best = prediction.probabilities.argmax(axis=1)
     results = []
-    for row, (idx, probs) in enumerate(zip(indices.tolist(), probabilities.tolist(), strict=True)):
-        predicted = int(best[row])
+    for indices, probabilities in top_k(prediction.probabilities, k):
+        # The first of equal maxima, as argmax; with top_k the list is already ranked.
+        predicted = indices[0] if k else max(range(len(probabilities)), key=probabilities.__getitem__)
         results.append(
             classifier_pb2.Classification(
-                probabilities=probs,
-                labels=[labels[i] for i in idx],
-                label_indices=idx,
+                probabilities=probabilities,
+                labels=[labels[i] for i in indices],
+                label_indices=indices,
                 predicted_label=labels[predicted],
                 predicted_index=predicted,
             )

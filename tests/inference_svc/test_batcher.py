@@ -163,3 +163,25 @@ def test_allowed_batch_sizes_are_validated() -> None:
         BatchingSettings(max_batch_size=8, allowed_batch_sizes=(2, 4))
     with pytest.raises(InvalidArgument, match="increasing"):
         BatchingSettings(max_batch_size=8, allowed_batch_sizes=(4, 2, 8))
+
+
+async def test_an_idle_batcher_waits_for_announced_requests(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000, allowed_batch_sizes=(1, 2, 4, 8))
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    batcher.announce()
+    batcher.announce()  # two requests are being decoded
+    first = asyncio.ensure_future(batcher.submit(images(1), announced=True))
+    await wait_until(lambda: batcher.queued == 1, what="the first request to queue")
+    assert runtime.calls == []  # it waits for the one still on its way…
+    second = asyncio.ensure_future(batcher.submit(images(1, seed=4), announced=True))
+    await asyncio.gather(first, second)
+    assert runtime.calls == [2]  # …and both run together as soon as it arrives
+
+    batcher.announce()
+    batcher.announce()
+    third = asyncio.ensure_future(batcher.submit(images(1), announced=True))
+    await wait_until(lambda: batcher.queued == 1, what="the third request to queue")
+    batcher.withdraw()  # the other one failed to decode: nothing left to wait for
+    await third
+    assert runtime.calls == [2, 1]
+    await batcher.close()

@@ -14,8 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inference_svc import main
+from inference_svc.flags import from_args
 from inference_svc.server import READINESS_SERVICES, InferenceServer
-from inference_svc.settings import from_args
 from tests.inference_svc.support import MODEL, encode, make_settings, publish_copy, random_image, wait_until
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
