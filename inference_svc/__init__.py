@@ -2,11 +2,16 @@
 
 Layers, transport-free at the bottom::
 
-    runtime/      the model behind one small interface (in-process TensorFlow or remote TF Serving)
-    batcher.py    dynamic batching per model version
-    repository.py the model repository: version policies, file-system watcher, load/warm-up/swap
-    preprocess.py decoding and resizing in a bounded worker pool
-    predictor.py  the core the transports call: resolve a model, decode, batch
-    servicers/    gRPC adapters (tfic.v1.Classifier and TensorFlow Serving's APIs), protobuf lives here only
-    server.py     the grpc.aio server: health, reflection, keepalive, graceful shutdown
+    settings.py    the frozen settings; flags.py builds them from flags and TFIC_ variables
+    runtime/       the model behind one small interface (in-process TensorFlow or remote TF Serving)
+    workers.py     the small thread pools that decode and run batches off the event loop
+    batcher.py     dynamic batching per model version
+    modelconfig.py which models: base-path scan or TensorFlow Serving's model config file
+    repository.py  the model repository: version policies, file-system watcher, load/warm-up/swap
+    preprocess.py  decoding and resizing in a bounded worker pool
+    predictor.py   the core the transports call: resolve a model, decode, batch
+    metrics.py     Prometheus metrics (one registry per server)
+    servicers/     gRPC adapters (tfic.v1.Classifier and TensorFlow Serving's APIs); protobuf lives here only
+    server.py      the grpc.aio server: health, reflection, keepalive, graceful shutdown
+    main.py        ``tfic serve inference`` / ``python -m inference_svc``
 """

@@ -80,7 +80,7 @@ class BatchingSettings:
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 1
     max_enqueued_batches: int = 32
-    allowed_batch_sizes: tuple[int, ...] = ()  # empty: powers of two up to max_batch_size
+    allowed_batch_sizes: tuple[int, ...] = ()  # empty: see batch_sizes
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -102,18 +102,21 @@ class BatchingSettings:
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
-        """The shapes the runtime sees: batches are padded up to the next of these."""
+        """The shapes the runtime sees: batches are padded up to the next of these.
+
+        By default powers of two and the midpoints between them (1, 2, 3, 4, 6, 8, 12, 16, 24, 32,
+        …): few shapes to warm up, and at most a third of a batch is padding.
+        """
         if not self.enabled:
             return (1,)
         if self.allowed_batch_sizes:
             return self.allowed_batch_sizes
-        sizes = []
+        sizes: set[int] = set()
         size = 1
         while size < self.max_batch_size:
-            sizes.append(size)
+            sizes.update((size, size + size // 2))
             size *= 2
-        sizes.append(self.max_batch_size)
-        return tuple(sizes)
+        return (*sorted(s for s in sizes if 0 < s < self.max_batch_size), self.max_batch_size)
 
     def updated(self, values: Mapping[str, Any]) -> BatchingSettings:
         known = {f.name for f in fields(self)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -228,7 +229,7 @@ def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, A
             for b in round_["batches"]:
                 best = max(b["sequential"], b["pipelined"])
                 per_size[b["batch_size"]] = max(per_size.get(b["batch_size"], 0.0), best)
-        size = max((b for b in per_size if b <= max(1.0, mean_batch)), default=1)
+        size = min(per_size, key=lambda b: abs(math.log2(b) - math.log2(max(1.0, mean_batch))))  # nearest measured
         result["c16_fraction_of_in_process_at_the_batch_size_it_forms"] = {
             "value": closed_on[16]["throughput"] / per_size[size],
             "server_mean_batch_size": mean_batch,
@@ -277,6 +278,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def regoal(path: Path) -> None:
+    """Recompute the goals of an existing result file (after changing :func:`goals`) and redraw its plot."""
+    results = json.loads(path.read_text())
+    for entry in results["models"]:
+        entry["goals"] = goals(entry["in_process"], entry["batching_on"]["runs"], entry["batching_off"]["runs"])
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, path.with_suffix(".png"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "inference" / "results")
@@ -286,7 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each point keeps its best")
     parser.add_argument("--quick", action="store_true", help="concurrency 1,4,16,64, 3-second runs, one round")
+    parser.add_argument("--regoal", type=Path, help="only recompute the goals and plot of this inference.json")
     args = parser.parse_args(argv)
+    if args.regoal is not None:
+        regoal(args.regoal)
+        return 0
     if args.quick:
         args.concurrency, args.seconds, args.rounds = "1,4,16,64", 3.0, 1
     cores = len(os.sched_getaffinity(0))

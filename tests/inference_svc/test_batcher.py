@@ -157,7 +157,7 @@ async def test_wrong_shapes_are_invalid(runtime: GatedRuntime) -> None:
 
 
 def test_allowed_batch_sizes_are_validated() -> None:
-    assert BatchingSettings(max_batch_size=12).batch_sizes == (1, 2, 4, 8, 12)
+    assert BatchingSettings(max_batch_size=12).batch_sizes == (1, 2, 3, 4, 6, 8, 12)
     assert BatchingSettings(enabled=False).batch_sizes == (1,)
     with pytest.raises(InvalidArgument, match="must equal max_batch_size"):
         BatchingSettings(max_batch_size=8, allowed_batch_sizes=(2, 4))
