@@ -105,18 +105,9 @@ def _connection(p: argparse.ArgumentParser) -> None:
 
 def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     """The same ``--name VALUE`` hyperparameter flags as ``tfic train`` (read by ``hyperparameter_values``)."""
-    from trainer_svc.training.hyperparameters import specs
+    from tfic.cli.models import add_hyperparameter_flags
 
-    group = p.add_argument_group("hyperparameters (SageMaker names; aliases accepted)")
-    seen: set[str] = set()
-    for spec in specs():
-        options = []
-        for n in (spec.name, *spec.aliases):
-            for opt in (f"--{n}", f"--{n.replace('_', '-')}"):
-                if opt not in seen:
-                    seen.add(opt)
-                    options.append(opt)
-        group.add_argument(*options, dest=f"hp__{spec.name}", metavar="V", action="append", help=spec.help)
+    add_hyperparameter_flags(p)
 
 
 class _Client:
