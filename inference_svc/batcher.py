@@ -4,14 +4,15 @@ Requests (``submit``) join a queue on the event loop. A batch is started when a 
 free and one of these holds:
 
 * the queued images fill ``max_batch_size``;
-* the batcher is idle — no batch running and no request *announced* (being decoded for this
-  version, see :meth:`Batcher.announce`) — so a lone request runs at once and latency at
-  concurrency 1 is the model's latency, not the timeout;
+* no more requests are on their way — none *announced* (being decoded for this version, see
+  :meth:`Batcher.announce`) — so a lone request runs at once and latency at concurrency 1 is the
+  model's latency, not the timeout, and a free thread never idles next to queued work that
+  nothing will add to;
 * the oldest queued request has waited ``batch_timeout``.
 
-So the timeout only applies while other batches run or more requests are on their way, which is
-exactly when waiting a little buys a fuller batch. Up to ``num_batch_threads``
-batches run at once, in a thread pool of that size (never on the event loop). Each batch is
+So the timeout only applies while more requests are being decoded, which is exactly when waiting a
+little buys a fuller batch; while every thread is busy the queue fills by itself. Up to
+``num_batch_threads`` batches run at once, in a thread pool of that size (never on the event loop). Each batch is
 padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime sees few shapes.
 
 Requests larger than ``max_batch_size`` are split into chunks that batch independently. The
@@ -198,8 +199,7 @@ class Batcher:
             self._drop_dead(now)
             if not self._pending:
                 break
-            busy = self._running > 0 or self._incoming > 0
-            if self._max and busy and self._pending_images < self._max:
+            if self._max and self._incoming > 0 and self._pending_images < self._max:
                 due = self._pending[0].enqueued + self._timeout
                 if now < due:
                     self._timer = self._loop.call_later(due - now, self._dispatch)
@@ -213,12 +213,14 @@ class Batcher:
         for task in self._pending:
             if task.future.done():  # cancelled by the caller
                 dropped += 1
+                self._count_drop("cancelled")
             elif task.deadline is not None and task.deadline <= now:
                 task.future.set_exception(
                     DeadlineExceeded(f"model {self.model}: the deadline passed while the request was queued")
                 )
                 self.stats.expired += 1
                 dropped += 1
+                self._count_drop("deadline")
             else:
                 kept.append(task)
                 continue
@@ -276,6 +278,10 @@ class Batcher:
         if self._running == 0 and not self._pending:
             self._idle.set()
         self._dispatch()
+
+    def _count_drop(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.child(self._metrics.dropped, "batch", reason).inc()
 
     def _untrack_pending(self, count: int) -> None:
         if self._metrics is not None and count:

@@ -86,15 +86,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1000,
         env=_inference("batch-timeout-micros"),
-        help="how long a non-full batch may wait for more requests while another batch runs",
+        help="how long a non-full batch may wait for requests still being decoded",
     )
     add_flag(
         g,
         "--num-batch-threads",
         type=int,
-        default=1,
+        default=2,
         env=_inference("num-batch-threads"),
-        help="batches that may run at once",
+        help="batches that may run at once (2: one runs while the next forms; 1 forms larger batches)",
     )
     add_flag(
         g,

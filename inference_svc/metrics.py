@@ -70,6 +70,13 @@ class Metrics:
         self.batch_padding = Histogram(
             "tfic_inference_batch_padding", "Padding images added to a batch", ["model"], buckets=_PADDING, registry=r
         )
+        self.dropped = Counter(
+            "tfic_inference_dropped_total",
+            "Work skipped because its request's deadline passed or its caller went away, by stage "
+            "(decode: images never decoded; batch: requests never run)",
+            ["stage", "reason"],
+            registry=r,
+        )
         self.queue_depth = Gauge("tfic_inference_queue_depth", "Requests waiting for a batch", ["model"], registry=r)
         self.in_flight = Gauge("tfic_inference_in_flight_requests", "Requests being handled", registry=r)
         self.model_loads = Counter(

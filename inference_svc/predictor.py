@@ -62,7 +62,9 @@ class Predictor:
             batcher = _batcher(served)
             batcher.announce()  # queued requests may wait (up to the batch timeout) for this one
             try:
-                pixels = await self.preprocessor.decode(images, (height, width), meta.preprocessing.interpolation)
+                pixels = await self.preprocessor.decode(
+                    images, (height, width), meta.preprocessing.interpolation, deadline
+                )
             except BaseException:
                 batcher.withdraw()
                 raise

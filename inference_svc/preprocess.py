@@ -19,7 +19,7 @@ import numpy as np
 
 from inference_svc.metrics import Metrics
 from inference_svc.workers import WorkerPool
-from tfic.errors import ImageTooLarge, InvalidImage, ResourceExhausted, TficError
+from tfic.errors import DeadlineExceeded, ImageTooLarge, InvalidImage, ResourceExhausted, TficError
 from tfic.imaging import DEFAULT_LIMITS, DecodeLimits, decode_resize
 
 
@@ -36,18 +36,38 @@ class Preprocessor:
         self.use_draft = use_draft
         self.max_queue = max_queue
         self._metrics = metrics
-        self._pool = WorkerPool(workers, "tfic-decode")
+        self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
         self._queued = 0  # images submitted and not finished; touched on the event loop only
 
-    def decode_one(self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray) -> None:
-        """Decode ``data`` into ``out`` (float32 [H, W, 3]); blocking, thread-safe."""
+    def _count_cancelled(self) -> None:
+        if self._metrics is not None:
+            self._metrics.child(self._metrics.dropped, "decode", "cancelled").inc()
+
+    def decode_one(
+        self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray, deadline: float | None = None
+    ) -> None:
+        """Decode ``data`` into ``out`` (float32 [H, W, 3]); blocking, thread-safe.
+
+        With a ``deadline`` (``time.monotonic()``) that has passed by the time a worker gets here, nothing is
+        decoded: the request could not be answered in time anyway, and under overload the workers' time is
+        what the requests still within their deadlines need.
+        """
+        if deadline is not None and time.monotonic() >= deadline:
+            if self._metrics is not None:
+                self._metrics.child(self._metrics.dropped, "decode", "deadline").inc()
+            raise DeadlineExceeded("the request's deadline passed while it waited to be decoded")
         start = time.perf_counter()
         out[...] = decode_resize(data, size, interpolation, self.limits, self.use_draft)
         if self._metrics is not None:
             self._metrics.decode_seconds.observe(time.perf_counter() - start)
 
-    async def decode(self, images: Sequence[bytes], size: tuple[int, int], interpolation: str) -> np.ndarray:
+    async def decode(
+        self, images: Sequence[bytes], size: tuple[int, int], interpolation: str, deadline: float | None = None
+    ) -> np.ndarray:
         """Encoded images → float32 [N, H, W, 3] RGB 0..255 at ``size`` = (height, width).
+
+        Images still waiting for a worker when ``deadline`` passes, or when the caller cancels, are never
+        decoded (DEADLINE_EXCEEDED; cancellation propagates).
 
         Errors name the image: ``image 2: image is empty (0 bytes)``. Beyond ``max_queue`` images
         waiting for a worker, the request fails at once with RESOURCE_EXHAUSTED.
@@ -67,7 +87,8 @@ class Preprocessor:
         self._queued += n
         try:
             futures = [
-                self._pool.submit(self.decode_one, data, size, interpolation, out[i]) for i, data in enumerate(images)
+                self._pool.submit(self.decode_one, data, size, interpolation, out[i], deadline)
+                for i, data in enumerate(images)
             ]
             if n == 1:
                 try:

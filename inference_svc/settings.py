@@ -78,7 +78,7 @@ class BatchingSettings:
     enabled: bool = True
     max_batch_size: int = 32
     batch_timeout_micros: int = 1000
-    num_batch_threads: int = 1
+    num_batch_threads: int = 2
     max_enqueued_batches: int = 32
     allowed_batch_sizes: tuple[int, ...] = ()  # empty: see batch_sizes
 

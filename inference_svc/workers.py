@@ -6,8 +6,9 @@
 Here a job is one ``SimpleQueue.put`` and its result one ``call_soon_threadsafe``.
 
 Rules: ``submit`` is called on the event loop; ``fn`` runs in a worker thread and must be
-thread-safe; the returned future resolves on the loop. Cancelling the future does not stop a job
-that has started (its result is dropped).
+thread-safe; the returned future resolves on the loop. A job whose future is cancelled before a
+worker takes it is skipped (counted in ``skipped``); one that has started runs to the end and its
+result is dropped.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "as
 
 
 class WorkerPool:
-    def __init__(self, workers: int, name: str) -> None:
+    def __init__(self, workers: int, name: str, on_skip: Callable[[], None] | None = None) -> None:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))
         ]
         self._closed = False
+        self.skipped = 0  # jobs whose caller had gone before a worker took them (written by workers only)
+        self._skip_lock = threading.Lock()
+        self._on_skip = on_skip
         for thread in self._threads:
             thread.start()
 
@@ -59,6 +63,13 @@ class WorkerPool:
             if job is None:
                 return
             fn, args, loop, future = job
+            if future.cancelled():  # racy read, but the worst case is doing work nobody waits for
+                with self._skip_lock:
+                    self.skipped += 1
+                if self._on_skip is not None:
+                    self._on_skip()
+                del job, fn, args, future
+                continue
             try:
                 result = fn(*args)
             except BaseException as exc:

@@ -92,6 +92,26 @@ def to_rgb(img: Image.Image) -> Image.Image:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
 
 
+# EXIF orientations that turn the stored picture by 90° or 270° (5–8): stored width becomes displayed height.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_ORIENTATION = 0x0112
+
+
+def draft_size(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) to ask ``draft`` for so the *displayed* image stays at least ``size`` = (width, height).
+
+    ``draft`` scales the stored pixels, before EXIF orientation is applied; for a picture stored on its side
+    the requested sides must be swapped, or a non-square input would be decoded too small in one direction
+    and upsampled afterwards.
+    """
+    try:
+        orientation = img.getexif().get(_ORIENTATION)
+    except Exception:  # a malformed EXIF block: decoding will report what matters
+        orientation = None
+    width, height = size
+    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
+
+
 def decode_resize(
     data: bytes,
     size: tuple[int, int],
@@ -113,7 +133,7 @@ def decode_resize(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             if use_draft and img.format in ("JPEG", "MPO"):
-                img.draft("RGB", (width, height))
+                img.draft("RGB", draft_size(img, (width, height)))
             img.load()
         except Image.DecompressionBombWarning as exc:
             raise ImageTooLarge(str(exc)) from None

@@ -53,7 +53,9 @@ async def test_lone_request_does_not_wait_for_the_timeout(runtime: GatedRuntime)
 
 
 async def test_requests_queued_behind_a_running_batch_share_one_padded_batch(runtime: GatedRuntime) -> None:
-    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8))
+    settings = BatchingSettings(
+        max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(2, 4, 8), num_batch_threads=1
+    )
     metrics = Metrics()
     batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, metrics)
     runtime.gate.clear()
@@ -99,7 +101,8 @@ async def test_full_queue_is_rejected_at_once(runtime: GatedRuntime) -> None:
 
 
 async def test_expired_and_cancelled_requests_are_dropped_before_running(runtime: GatedRuntime) -> None:
-    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(max_batch_size=8, batch_timeout_micros=0), SHAPE)
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
     runtime.gate.clear()
     running = asyncio.ensure_future(batcher.submit(images(1)))
     await wait_until(lambda: batcher.running == 1, what="a running batch")
@@ -119,23 +122,43 @@ async def test_expired_and_cancelled_requests_are_dropped_before_running(runtime
     await batcher.close()
 
 
-async def test_timeout_closes_a_partial_batch_while_another_runs(runtime: GatedRuntime) -> None:
+async def test_timeout_closes_a_partial_batch_while_more_requests_are_decoded(runtime: GatedRuntime) -> None:
     settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=2)
     batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
     runtime.gate.clear()
     first = asyncio.ensure_future(batcher.submit(images(1)))
     await wait_until(lambda: batcher.running == 1, what="a running batch")
+    batcher.announce()  # another request is being decoded…
     second = asyncio.ensure_future(batcher.submit(images(1)))
-    # The second thread is free but a batch is running: the request waits for the timeout, then starts.
+    # …so the second request waits for it, but only up to the timeout, then starts on the free thread.
     await wait_until(lambda: batcher.running == 2, what="the timeout to start a second batch")
+    batcher.withdraw()
     runtime.gate.set()
     await asyncio.gather(first, second)
-    assert len(runtime.calls) == 2
+    assert runtime.calls == [1, 1]
+    await batcher.close()
+
+
+async def test_a_free_thread_takes_queued_work_at_once_when_nothing_else_is_coming(runtime: GatedRuntime) -> None:
+    # A long timeout: only the dispatch rule can start the second batch before the gate opens.
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000, num_batch_threads=2)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1)))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    second = asyncio.ensure_future(batcher.submit(images(2, seed=5)))
+    await wait_until(lambda: batcher.running == 2, what="the second thread to start at once")
+    assert batcher.queued == 0
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert runtime.calls == [1, 2]
     await batcher.close()
 
 
 async def test_batching_disabled_runs_each_request_alone_unpadded(runtime: GatedRuntime) -> None:
-    batcher = Batcher(MODEL, runtime.predict, BatchingSettings(enabled=False, max_batch_size=8), SHAPE)
+    batcher = Batcher(
+        MODEL, runtime.predict, BatchingSettings(enabled=False, max_batch_size=8, num_batch_threads=1), SHAPE
+    )
     runtime.gate.clear()
     running = asyncio.ensure_future(batcher.submit(images(3)))
     await wait_until(lambda: batcher.running == 1, what="a running batch")

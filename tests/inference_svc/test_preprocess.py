@@ -115,3 +115,37 @@ async def test_limits_and_queue_bound() -> None:
             await pre.decode([b"a", b"b", b"c"], (SIZE, SIZE), "bilinear")
     finally:
         pre.close()
+
+
+async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone() -> None:
+    import asyncio
+    import time
+
+    from tfic.errors import DeadlineExceeded
+
+    metrics = Metrics()
+    # One worker, kept busy by a full decode of a 3-megapixel photo (tens of milliseconds).
+    pre = Preprocessor(1, DecodeLimits(max_pixels=10_000_000), use_draft=False, metrics=metrics)
+    small = encode(np.zeros((20, 20, 3), np.uint8), "PNG")
+    try:
+        busy = asyncio.ensure_future(pre.decode([large_photo(0)], (SIZE, SIZE), "bilinear"))
+        late = asyncio.ensure_future(pre.decode([small], (SIZE, SIZE), "bilinear", deadline=time.monotonic() + 0.001))
+        gone = asyncio.ensure_future(pre.decode([small, small], (SIZE, SIZE), "bilinear"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(DeadlineExceeded, match="deadline passed while it waited to be decoded"):
+            await late
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await busy
+        after = await pre.decode([small], (SIZE, SIZE), "bilinear")  # the worker is past the skipped jobs
+    finally:
+        pre.close()
+    assert after.shape == (1, SIZE, SIZE, 3)
+    decoded = metrics.registry.get_sample_value("tfic_inference_decode_seconds_count")
+    assert decoded == 2  # the photo and the last image: nothing for the late or the cancelled requests
+    dropped = metrics.registry.get_sample_value
+    assert dropped("tfic_inference_dropped_total", {"stage": "decode", "reason": "deadline"}) == 1
+    assert (
+        dropped("tfic_inference_dropped_total", {"stage": "decode", "reason": "cancelled"}) == 2
+    )  # both images of the cancelled request
