@@ -4,31 +4,26 @@ The channel balances round-robin over every address the target resolves to (``dn
 for a headless Kubernetes service: each pod gets its share; the server's ``max_connection_age`` makes the
 channel re-resolve as pods come and go) and retries UNAVAILABLE on another address. Each call carries the
 request's remaining deadline and its id as ``x-request-id`` metadata. gRPC failures become
-:class:`tfic.errors.TficError` subclasses (see :func:`exception_from_rpc`).
+:class:`tfic.errors.TficError` subclasses (:func:`tfic.grpc_errors.exception_from_rpc`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.errors import UpstreamError
 from gateway.upstream import Call, Classification, Inference, ModelInfo, ModelRef, Prediction, VersionInfo
 from tfic import errors
+from tfic.grpc_errors import exception_from_rpc
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 CLASSIFIER_SERVICE = "tfic.v1.Classifier"
 REQUEST_ID_METADATA = "x-request-id"
-REASON_METADATA = "tfic-error-reason"
-RETRY_AFTER_METADATA = "retry-after"
 
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -52,82 +47,6 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_send_message_length", -1),
     ("grpc.primary_user_agent", "tfic-gateway"),
 )
-
-# gRPC code → the tfic exception class it stands for; codes missing here are upstream failures (500).
-_BY_CODE: dict[grpc.StatusCode, type[errors.TficError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: errors.InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.ABORTED: errors.FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.CANCELLED: errors.Cancelled,
-}
-
-# Messages for statuses gRPC itself produced (no tfic reason attached): their details name internal
-# addresses and library internals, which callers need not see.
-_TRANSPORT_MESSAGES: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.UNAVAILABLE: "the inference service is unavailable; retry later",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "the inference service did not answer within the request's deadline",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "the inference service is overloaded; retry later",
-    grpc.StatusCode.CANCELLED: "the call to the inference service was cancelled",
-}
-
-
-def _subclasses(cls: type[errors.TficError]) -> Iterable[type[errors.TficError]]:
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
-
-
-@functools.cache
-def _by_reason() -> dict[str, type[errors.TficError]]:
-    table: dict[str, type[errors.TficError]] = {}
-    for cls in _subclasses(errors.TficError):
-        table.setdefault(cls.reason, cls)
-    return table
-
-
-def exception_from_rpc(exc: aio.AioRpcError, default_retry_after: float = 1.0) -> errors.TficError:
-    """The tfic exception for a failed call.
-
-    The class comes from the status code, refined by the ``tfic-error-reason`` trailer that tfic's servers
-    attach (``invalid_image`` → :class:`~tfic.errors.InvalidImage`, ``image_too_large`` → 413 …). A status
-    with such a trailer came from tfic's own code and its message is shown as is; one without it came from
-    gRPC (no connection, deadline, message-size limit) and gets a fixed message.
-    """
-    code = exc.code()
-    details = exc.details() or ""
-    metadata: Any = exc.trailing_metadata() or ()
-    trailing = {str(key): value for key, value in metadata if isinstance(value, str)}
-    reason = trailing.get(REASON_METADATA)
-    retry_after = default_retry_after
-    if RETRY_AFTER_METADATA in trailing:
-        with contextlib.suppress(ValueError):
-            retry_after = max(0.0, float(trailing[RETRY_AFTER_METADATA]))
-    base = _BY_CODE.get(code)
-    if base is None:
-        return UpstreamError(errors.INTERNAL_MESSAGE, upstream=f"{code.name}: {details}")
-    cls = base
-    if reason is not None:
-        refined = _by_reason().get(reason)
-        if refined is not None and issubclass(refined, base):
-            cls = refined
-    elif code in _TRANSPORT_MESSAGES:
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
-            return errors.ImageTooLarge("the request is larger than the inference service accepts", upstream=details)
-        details = _TRANSPORT_MESSAGES[code]
-    if issubclass(cls, errors.ResourceExhausted):
-        return cls(details, retry_after_seconds=retry_after)
-    result = cls(details)
-    if code is grpc.StatusCode.UNAVAILABLE and RETRY_AFTER_METADATA in trailing:
-        result.details["retry_after_seconds"] = retry_after
-    return result
 
 
 def _version_state(state: int) -> str:

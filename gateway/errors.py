@@ -28,6 +28,7 @@ from tfic.errors import (
     public_message,
     status_for,
 )
+from tfic.grpc_errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,6 @@ class RouteNotFound(NotFound):
 
 class MethodNotAllowed(InvalidArgument):
     reason = "method_not_allowed"
-
-
-class UpstreamError(TficError):
-    """The inference service failed in a way the caller cannot fix (INTERNAL, UNKNOWN, DATA_LOSS …)."""
-
-    reason = "internal"
 
 
 # HTTP statuses the shared table has no reason to know (HTTP-only conditions), most specific first.

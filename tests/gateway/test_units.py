@@ -11,11 +11,11 @@ from grpc import aio
 from starlette.requests import Request
 
 from gateway import settings as settings_mod
-from gateway.client import exception_from_rpc
 from gateway.errors import BodyTooLarge, classify, error_response
 from gateway.inputs import read_body
 from gateway.settings import GatewaySettings
 from tfic.errors import InvalidArgument
+from tfic.grpc_errors import exception_from_rpc
 
 # Every gRPC code and the HTTP status it becomes (statuses gRPC itself produced: no tfic reason attached).
 HTTP_FOR_CODE = {

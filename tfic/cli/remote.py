@@ -54,21 +54,14 @@ def list_images(target: Path) -> list[Path]:
 
 
 def _grpc_error(exc: Any, where: str) -> TficError:
-    import grpc
+    """The shared mapping (:func:`tfic.grpc_errors.exception_from_rpc`); a refused image is reported per image."""
+    from tfic.grpc_errors import exception_from_rpc
 
-    code = exc.code()
-    message = exc.details() or code.name
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
-        return ImageRejected(message)
-    by_code: dict[Any, type[TficError]] = {
-        grpc.StatusCode.NOT_FOUND: NotFound,
-        grpc.StatusCode.UNAVAILABLE: Unavailable,
-        grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-        grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-        grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-        grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    }
-    return by_code.get(code, TficError)(f"{where}: {message}")
+    error = exception_from_rpc(exc)
+    if isinstance(error, InvalidArgument):
+        return ImageRejected(error.message)
+    error.message = f"{where}: {error.message}"
+    return error
 
 
 def _grpc_classifier(args: argparse.Namespace) -> tuple[Classify, Callable[[], None]]:
