@@ -8,10 +8,14 @@ free and one of these holds:
   :meth:`Batcher.announce`) — so a lone request runs at once and latency at concurrency 1 is the
   model's latency, not the timeout, and a free thread never idles next to queued work that
   nothing will add to;
+* this batch would not take the last free thread: requests on their way can run on another one
+  when they arrive, so waiting for them would only delay this one (at low concurrency the
+  batcher then does what batching off does: small batches side by side);
 * the oldest queued request has waited ``batch_timeout``.
 
-So the timeout only applies while more requests are being decoded, which is exactly when waiting a
-little buys a fuller batch; while every thread is busy the queue fills by itself. Up to
+So the timeout only applies while more requests are being decoded and only one thread is left,
+which is exactly when waiting a little buys a fuller batch; while every thread is busy the queue
+fills by itself. Up to
 ``num_batch_threads`` batches run at once, in a thread pool of that size (never on the event loop). Each batch is
 padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime sees few shapes.
 
@@ -199,7 +203,10 @@ class Batcher:
             self._drop_dead(now)
             if not self._pending:
                 break
-            if self._max and self._incoming > 0 and self._pending_images < self._max:
+            # Wait for requests still being decoded only when this batch would take the last free
+            # thread: with another thread free, they can run there when they arrive.
+            last_thread = self._running + 1 >= self._threads
+            if self._max and last_thread and self._incoming > 0 and self._pending_images < self._max:
                 due = self._pending[0].enqueued + self._timeout
                 if now < due:
                     self._timer = self._loop.call_later(due - now, self._dispatch)

@@ -189,7 +189,9 @@ def test_allowed_batch_sizes_are_validated() -> None:
 
 
 async def test_an_idle_batcher_waits_for_announced_requests(runtime: GatedRuntime) -> None:
-    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000, allowed_batch_sizes=(1, 2, 4, 8))
+    settings = BatchingSettings(
+        max_batch_size=8, batch_timeout_micros=60_000_000, allowed_batch_sizes=(1, 2, 4, 8), num_batch_threads=1
+    )
     batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
     batcher.announce()
     batcher.announce()  # two requests are being decoded
@@ -207,4 +209,22 @@ async def test_an_idle_batcher_waits_for_announced_requests(runtime: GatedRuntim
     batcher.withdraw()  # the other one failed to decode: nothing left to wait for
     await third
     assert runtime.calls == [2, 1]
+    await batcher.close()
+
+
+async def test_with_another_thread_free_a_request_does_not_wait_for_announced_ones(runtime: GatedRuntime) -> None:
+    # Two idle threads: waiting would only delay the first request, since the announced one can run on
+    # the other thread when it arrives (at low concurrency this is what batching off does).
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000, num_batch_threads=2)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    runtime.gate.clear()
+    batcher.announce()
+    batcher.announce()
+    first = asyncio.ensure_future(batcher.submit(images(1), announced=True))
+    await wait_until(lambda: batcher.running == 1, what="the first request to start at once")
+    second = asyncio.ensure_future(batcher.submit(images(1, seed=4), announced=True))
+    await wait_until(lambda: batcher.running == 2, what="the second request to start on the other thread")
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert runtime.calls == [1, 1]
     await batcher.close()
