@@ -41,8 +41,11 @@ deploy-check: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Every benchmark, one after another (about 25 minutes on 2 cores); results in bench/*/results.
 bench: $(STAMP)
 	$(PY) -m bench.train_throughput
+	$(PY) -m bench.inference.run --quick
+	$(PY) -m bench.gateway.run
 
 clean:
 	rm -rf $(VENV) tfic/v1 .mypy_cache .ruff_cache .pytest_cache

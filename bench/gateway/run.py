@@ -1,11 +1,14 @@
 """The gateway's cost, measured in one run: HTTP through the gateway vs direct gRPC Classify, same load.
 
-Starts the inference service (``python -m inference_svc``) and the gateway (``python -m gateway``) as
-their own processes, serving a small exported CNN, then for each concurrency runs the same closed-loop
-load several times per path, alternating (gRPC, HTTP, HTTP, gRPC, …) so drift hits both alike: direct
-``tfic.v1.Classifier/Classify`` on the inference service, and ``POST /invocations`` (one JPEG,
-``Accept: application/json``) on the gateway. Reports throughput and p50/p99 per path and the gateway's
-overhead against the goals (≤ 10 % less throughput, ≤ 2 ms added p50). Writes JSON::
+Starts the inference service (``python -m inference_svc``), the gateway (``python -m gateway``) and
+the bare front (:mod:`bench.gateway.bare_front`, the cheapest possible Python HTTP → gRPC front on the
+same uvicorn) as their own processes, serving a small exported CNN, then for each concurrency runs the
+same closed-loop load several times per path, alternating (gRPC, gateway, bare, bare, gateway, gRPC, …)
+so drift hits all alike: direct ``tfic.v1.Classifier/Classify`` on the inference service, and
+``POST /invocations`` (one JPEG, ``Accept: application/json``) on the gateway and on the bare front.
+Reports throughput and p50/p99 per path and the gateway's overhead against the goals (≤ 10 % less
+throughput, ≤ 2 ms added p50); the bare front shows how much of that overhead any Python front pays.
+Writes JSON::
 
     python -m bench.gateway.run                                   # ~2 minutes on 2 cores
     python -m bench.gateway.run --concurrency 1,16 --rounds 2     # shorter
@@ -93,8 +96,8 @@ def _wait_serving(target: str, service: str, timeout: float = 300) -> None:
 
 
 @contextmanager
-def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int]]:
-    """The inference service and the gateway; yields (gRPC target, gateway port)."""
+def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, int]]:
+    """The inference service, the gateway and the bare front; yields (gRPC target, gateway port, bare port)."""
     inference = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
     inference += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--drain-seconds", "0"]
     with _process([*inference, *inference_flags], r"listening on [\d.]+:(\d+)") as (_, found):
@@ -102,8 +105,14 @@ def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int]]
         _wait_serving(target, MODEL)
         gateway = [PYTHON, "-m", "gateway", "--log-level", "warning", "--host", "127.0.0.1", "--port", "0"]
         gateway += ["--inference", target, "--default-model", MODEL]
-        with _process(gateway, r"listening on http://[\d.]+:(\d+)") as (_, gw):
-            yield target, int(gw.group(1))
+        bare = [PYTHON, "-m", "uvicorn", "bench.gateway.bare_front:app", "--host", "127.0.0.1", "--port", "0"]
+        bare += ["--no-access-log", "--log-level", "info"]
+        os.environ.update(BARE_FRONT_TARGET=target, BARE_FRONT_MODEL=MODEL)
+        with (
+            _process(gateway, r"listening on http://[\d.]+:(\d+)") as (_, gw),
+            _process(bare, r"running on http://[\d.]+:(\d+)") as (_, bf),
+        ):
+            yield target, int(gw.group(1)), int(bf.group(1))
 
 
 def _export(base: Path, size: int) -> None:
@@ -115,22 +124,32 @@ def _export(base: Path, size: int) -> None:
     subprocess.run([PYTHON, "-c", code, str(base)], check=True, env=_env(), cwd=ROOT)
 
 
+PATHS = ("grpc", "gateway", "bare")
+
+
 async def _measure(
-    target: str, gateway_port: int, image: bytes, concurrency: list[int], seconds: float, warmup: float, rounds: int
+    target: str,
+    ports: dict[str, int],
+    image: bytes,
+    concurrency: list[int],
+    seconds: float,
+    warmup: float,
+    rounds: int,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with aio.insecure_channel(target) as channel:
         headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
         for c in concurrency:
-            runs: dict[str, list[Result]] = {"grpc": [], "gateway": []}
-            order = [p for i in range(rounds) for p in (("grpc", "gateway") if i % 2 == 0 else ("gateway", "grpc"))]
+            runs: dict[str, list[Result]] = {path: [] for path in PATHS}
+            # ABC CBA …: drift over the run hits every path alike.
+            order = [p for i in range(rounds) for p in (PATHS if i % 2 == 0 else PATHS[::-1])]
             for path in order:
                 if path == "grpc":
                     senders = grpc_senders(channel, MODEL, image, c)
                     runs[path].append(await run_closed_loop(path, senders, seconds, warmup))
                     continue
                 # Fresh keep-alive connections per run (uvicorn closes idle ones after 5 s), opened in the warm-up.
-                conns = [HttpConnection("127.0.0.1", gateway_port, "/invocations", image, headers) for _ in range(c)]
+                conns = [HttpConnection("127.0.0.1", ports[path], "/invocations", image, headers) for _ in range(c)]
                 runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, warmup))
                 for conn in conns:
                     await conn.close()
@@ -153,6 +172,8 @@ async def _measure(
                 }
             row["throughput_ratio"] = round(row["gateway"]["throughput"] / row["grpc"]["throughput"], 3)
             row["added_p50_ms"] = round(row["gateway"]["p50_ms"] - row["grpc"]["p50_ms"], 3)
+            row["bare_throughput_ratio"] = round(row["bare"]["throughput"] / row["grpc"]["throughput"], 3)
+            row["bare_added_p50_ms"] = round(row["bare"]["p50_ms"] - row["grpc"]["p50_ms"], 3)
             row["meets_goals"] = (
                 row["throughput_ratio"] >= GOAL_THROUGHPUT_RATIO and row["added_p50_ms"] <= GOAL_ADDED_P50_MS
             )
@@ -173,15 +194,15 @@ def _http_stack() -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| concurrency | gRPC req/s | gateway req/s | ratio | gRPC p50 ms | gateway p50 ms | added p50 ms "
-        "| gRPC p99 ms | gateway p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bare front req/s | bare ratio | bare added p50 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        g, h = r["grpc"], r["gateway"]
+        g, h, b = r["grpc"], r["gateway"], r["bare"]
         lines.append(
             f"| {r['concurrency']} | {g['throughput']:.0f} | {h['throughput']:.0f} | {r['throughput_ratio']:.2f} "
             f"| {g['p50_ms']:.2f} | {h['p50_ms']:.2f} | {r['added_p50_ms']:+.2f} "
-            f"| {g['p99_ms']:.2f} | {h['p99_ms']:.2f} |"
+            f"| {b['throughput']:.0f} | {r['bare_throughput_ratio']:.2f} | {r['bare_added_p50_ms']:+.2f} |"
         )
     return "\n".join(lines)
 
@@ -190,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated closed-loop concurrencies")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
-    parser.add_argument("--rounds", type=int, default=4, help="runs per path and level, alternating ABBA")
+    parser.add_argument("--rounds", type=int, default=4, help="runs per path and level, alternating ABC CBA")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
     parser.add_argument("--size", type=int, default=32, help="the model's input size (small_cnn, 10 classes)")
     parser.add_argument("--image", default="64x48", help="WIDTHxHEIGHT of the JPEG sent")
@@ -205,9 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tfic-gw-bench-") as tmp:
         base = Path(tmp)
         _export(base, args.size)
-        with servers(base, args.inference_flags.split()) as (target, port):
+        with servers(base, args.inference_flags.split()) as (target, port, bare_port):
             load_before = os.getloadavg()[0]
-            rows = asyncio.run(_measure(target, port, image, concurrency, args.seconds, args.warmup, args.rounds))
+            ports = {"gateway": port, "bare": bare_port}
+            rows = asyncio.run(_measure(target, ports, image, concurrency, args.seconds, args.warmup, args.rounds))
             load_after = os.getloadavg()[0]
     result = {
         "command": "python -m bench.gateway.run " + " ".join(argv if argv is not None else sys.argv[1:]),

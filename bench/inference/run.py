@@ -1,14 +1,15 @@
 """The inference benchmark, side by side in one run, with the issue's goals checked.
 
 For each model: the in-process limit (:mod:`bench.inference.inprocess`), then a real server
-(``python -m inference_svc``) with batching on and another with batching off, each swept with the
-gRPC load generator (:mod:`bench.inference.loadgen`, closed loop at 1…64 and two fixed rates);
-plus the 5-megapixel decode benchmark (:mod:`bench.inference.decode`). Every part runs in its own
-process, one at a time, so nothing else competes for the cores. Writes
+(``python -m inference_svc``) with batching on and another with batching off, both up at once and
+loaded in turn, run by run, with the gRPC load generator (:mod:`bench.inference.loadgen`, closed loop
+at 1…64; two fixed rates on the batching server); plus the 5-megapixel decode benchmark
+(:mod:`bench.inference.decode`) and the cost of a no-op RPC (:mod:`bench.inference.rpc_floor`). Only
+one thing is measured at a time, so nothing else competes for the cores. Writes
 ``RESULTS/inference.json`` and ``RESULTS/inference.png``::
 
-    python -m bench.inference.run                       # ~12 minutes on 2 cores
-    python -m bench.inference.run --quick               # ~3 minutes: fewer points, shorter runs
+    python -m bench.inference.run                       # ~16 minutes on 2 cores (2 rounds)
+    python -m bench.inference.run --quick               # ~4 minutes: fewer points, shorter runs
 """
 
 from __future__ import annotations
@@ -128,19 +129,40 @@ def server_side(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     }
 
 
-def sweep(
-    base: Path, model: str, images: Path, flags: list[str], concurrency: list[int], rates: list[float], seconds: float
-) -> list[dict[str, Any]]:
-    results = []
-    with inference_server(base, model, flags) as (target, metrics):
-        common = ["-m", "bench.inference.loadgen", "--target", target, "--model", model, "--images", str(images)]
-        common += ["--seconds", str(seconds), "--warmup", "1"]
-        runs = [["--concurrency", str(c)] for c in concurrency] + [["--rate", f"{r:.0f}"] for r in rates]
-        for run in runs:
-            before = scrape(metrics, model)
-            (result,) = _json_lines([*common, *run], timeout=3600)
-            result["server"] = server_side(before, scrape(metrics, model))
-            results.append(result)
+def _run_load(target: str, metrics: str, model: str, images: Path, seconds: float, run: list[str]) -> dict[str, Any]:
+    command = ["-m", "bench.inference.loadgen", "--target", target, "--model", model, "--images", str(images)]
+    command += ["--seconds", str(seconds), "--warmup", "1", *run]
+    before = scrape(metrics, model)
+    (result,) = _json_lines(command, timeout=3600)
+    result["server"] = server_side(before, scrape(metrics, model))
+    return result
+
+
+def sweep_pair(
+    base: Path,
+    model: str,
+    images: Path,
+    flags: tuple[list[str], list[str]],
+    concurrency: list[int],
+    rates: list[float],
+    seconds: float,
+    first: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Both servers up at once; at every concurrency one run on each, back to back (``first`` goes first).
+
+    Alternating run by run, seconds apart, rather than sweep after sweep, minutes apart, keeps the
+    shared machine's drift out of the on/off ratio. The fixed-rate runs go to the first server only.
+    """
+    results: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    with inference_server(base, model, flags[0]) as on, inference_server(base, model, flags[1]) as off:
+        servers = (on, off)
+        order = (first, 1 - first)
+        for c in concurrency:
+            for side in order:
+                target, metrics = servers[side]
+                results[side].append(_run_load(target, metrics, model, images, seconds, ["--concurrency", str(c)]))
+        for rate in rates:
+            results[0].append(_run_load(*on, model, images, seconds, ["--rate", f"{rate:.0f}"]))
     return results
 
 
@@ -154,7 +176,7 @@ def run_model(
     cores: int,
     rounds: int,
 ) -> dict[str, Any]:
-    """``rounds`` interleaved rounds of (in-process, batching on, batching off); each point keeps its best round.
+    """``rounds`` rounds of (in-process limit, then batching on and off run by run); each point keeps its best round.
 
     Interleaving and best-of-N treat every side the same way when other processes share the machine.
     """
@@ -174,17 +196,21 @@ def run_model(
         )  # fmt: skip
         limits.append(limit)
         if not on_flags:
-            # The service's defaults (max_batch_size 32, powers of two, 1 batch thread, 1 ms timeout).
+            # The service's defaults (max_batch_size 32, padding sizes, 2 batch threads, 1 ms timeout).
             on_flags = ["--decode-workers", str(cores)]
             # Without batching, requests run one by one on as many threads as cores; the queue
             # bound is raised so that no request of the sweep is refused.
             off_flags = ["--decode-workers", str(cores), "--no-enable-batching", "--num-batch-threads", str(cores)]
             off_flags += ["--max-enqueued-batches", str(2 * max(concurrency))]
         rates = [round(limit["limit_images_per_second"] * f) for f in (0.5, 0.8)]
-        print(f"== {model} round {round_ + 1}/{rounds}: batching on {' '.join(on_flags)}", flush=True)
-        on_rounds.append(sweep(base, model, images, on_flags, concurrency, rates, seconds))
-        print(f"== {model} round {round_ + 1}/{rounds}: batching off {' '.join(off_flags)}", flush=True)
-        off_rounds.append(sweep(base, model, images, off_flags, concurrency, [], seconds))
+        print(
+            f"== {model} round {round_ + 1}/{rounds}: batching on ({' '.join(on_flags)}) "
+            f"and off ({' '.join(off_flags)}), alternating",
+            flush=True,
+        )
+        on, off = sweep_pair(base, model, images, (on_flags, off_flags), concurrency, rates, seconds, round_ % 2)
+        on_rounds.append(on)
+        off_rounds.append(off)
     limit = {
         **max(limits, key=lambda r: r["limit_images_per_second"]),
         "single_image_p50_ms": min(r["single_image_p50_ms"] for r in limits),
@@ -244,6 +270,32 @@ def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, A
     return result
 
 
+def cpu_ceiling(limit: dict[str, Any], rpc_floor: list[dict[str, Any]], cores: int) -> dict[str, Any]:
+    """The best fraction of the in-process limit any server can reach here, from CPU accounting alone.
+
+    Not a goal, an explanation. At a fraction F of the limit L, the server must run F × L images/s of
+    decode and inference, which the in-process loop did with ``u`` cores at L (so F × u cores), plus
+    F × L RPCs/s, each costing at least the no-op server's and the load generator's CPU (R seconds
+    together): F × (u + L × R) ≤ cores. Batching, threads and queueing only push F lower.
+    """
+    best = max(limit.get("rounds", [limit]), key=lambda r: r["limit_images_per_second"])
+    at_best = next((b for b in best["batches"] if b["batch_size"] == best["best_batch_size"]), None)
+    c16 = next((r for r in rpc_floor if r["concurrency"] == 16), None)
+    if at_best is None or c16 is None or "cpu_cores" not in at_best:
+        return {}
+    rpc_seconds = (c16["server_cpu_ms_per_request"] + c16["client_cpu_ms_per_request"]) / 1e3
+    used = at_best["cpu_cores"]
+    ceiling = cores / (used + best["limit_images_per_second"] * rpc_seconds)
+    return {
+        "c16_cpu_ceiling": {
+            "value": min(1.0, ceiling),
+            "in_process_cores_used": used,
+            "rpc_cpu_ms_per_request": rpc_seconds * 1e3,
+            "limit_images_per_second": best["limit_images_per_second"],
+        }
+    }
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -283,6 +335,8 @@ def regoal(path: Path) -> None:
     results = json.loads(path.read_text())
     for entry in results["models"]:
         entry["goals"] = goals(entry["in_process"], entry["batching_on"]["runs"], entry["batching_off"]["runs"])
+        if "rpc_floor" in results:
+            entry["goals"].update(cpu_ceiling(entry["in_process"], results["rpc_floor"], results["machine"]["cores"]))
     path.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, path.with_suffix(".png"))
 
@@ -310,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     print("== decode benchmark (5 MP JPEG)", flush=True)
     (decode,) = _json_lines(["-m", "bench.inference.decode", "--sizes", "224,32"], timeout=600)
+    print("== RPC floor (a no-op Classify server)", flush=True)
+    (floor,) = _json_lines(["-m", "bench.inference.rpc_floor", "--images", str(images)], timeout=600)
+    rpc_floor = floor["rows"]
     entries = []
     for spec in args.models.split(","):
         name, size = spec.split(":")
@@ -317,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_model(name, int(size), args.work, images, [int(c) for c in args.concurrency.split(",")],
                       args.seconds, cores, args.rounds)
         )  # fmt: skip
+    for entry in entries:
+        entry["goals"].update(cpu_ceiling(entry["in_process"], rpc_floor, cores))
     decode_goal = min(r["speedup"] for r in decode["results"])
     results = {
         "machine": {"cores": cores, "load_average_before": load_before, "load_average_after": os.getloadavg()},
@@ -325,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": args.rounds,
         "wall_seconds": time.time() - started,
         "decode": {**decode, "goal": {"value": decode_goal, "goal": 3.0, "met": decode_goal >= 3.0}},
+        "rpc_floor": rpc_floor,
         "models": entries,
     }
     args.out.mkdir(parents=True, exist_ok=True)
