@@ -31,6 +31,7 @@ class Result:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    cpu_seconds: tuple[float, ...] = ()  # what ``probe`` measured over the counted window, per process
 
     @property
     def throughput(self) -> float:
@@ -47,8 +48,18 @@ class Result:
         return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
 
 
-async def run_closed_loop(label: str, senders: list[Send], seconds: float, warmup_seconds: float) -> Result:
-    """Each sender is one worker's connection; latencies are recorded after the warm-up."""
+async def run_closed_loop(
+    label: str,
+    senders: list[Send],
+    seconds: float,
+    warmup_seconds: float,
+    probe: Callable[[], tuple[float, ...]] | None = None,
+) -> Result:
+    """Each sender is one worker's connection; latencies are recorded after the warm-up.
+
+    ``probe`` (e.g. CPU seconds of some processes) is read when counting starts and when it stops;
+    the result carries the difference.
+    """
     latencies: list[float] = []
     errors = 0
     counting = False
@@ -70,13 +81,16 @@ async def run_closed_loop(label: str, senders: list[Send], seconds: float, warmu
     tasks = [asyncio.create_task(worker(s)) for s in senders]
     await asyncio.sleep(warmup_seconds)
     counting = True
+    before = probe() if probe is not None else ()
     begin = time.perf_counter()
     await asyncio.sleep(seconds)
     counting = False
     elapsed = time.perf_counter() - begin
+    after = probe() if probe is not None else ()
     stop = True
     await asyncio.gather(*tasks)
-    return Result(label, len(senders), len(latencies), errors, elapsed, latencies)
+    cpu = tuple(b - a for a, b in zip(before, after, strict=True))
+    return Result(label, len(senders), len(latencies), errors, elapsed, latencies, cpu)
 
 
 def grpc_senders(channel: aio.Channel, model: str, image: bytes, concurrency: int) -> list[Send]:

@@ -21,12 +21,13 @@ import asyncio
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,11 @@ def _wait_serving(target: str, service: str, timeout: float = 300) -> None:
 
 
 @contextmanager
-def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, int]]:
-    """The inference service, the gateway and the bare front; yields (gRPC target, gateway port, bare port)."""
+def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, int, dict[str, int]]]:
+    """The inference service, the gateway and the bare front; yields (gRPC target, gateway port, bare port, pids)."""
     inference = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
     inference += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--drain-seconds", "0"]
-    with _process([*inference, *inference_flags], r"listening on [\d.]+:(\d+)") as (_, found):
+    with _process([*inference, *inference_flags], r"listening on [\d.]+:(\d+)") as (inference_process, found):
         target = f"127.0.0.1:{found.group(1)}"
         _wait_serving(target, MODEL)
         gateway = [PYTHON, "-m", "gateway", "--log-level", "warning", "--host", "127.0.0.1", "--port", "0"]
@@ -109,10 +110,11 @@ def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, 
         bare += ["--no-access-log", "--log-level", "info"]
         os.environ.update(BARE_FRONT_TARGET=target, BARE_FRONT_MODEL=MODEL)
         with (
-            _process(gateway, r"listening on http://[\d.]+:(\d+)") as (_, gw),
-            _process(bare, r"running on http://[\d.]+:(\d+)") as (_, bf),
+            _process(gateway, r"listening on http://[\d.]+:(\d+)") as (gateway_process, gw),
+            _process(bare, r"running on http://[\d.]+:(\d+)") as (bare_process, bf),
         ):
-            yield target, int(gw.group(1)), int(bf.group(1))
+            pids = {"inference": inference_process.pid, "gateway": gateway_process.pid, "bare": bare_process.pid}
+            yield target, int(gw.group(1)), int(bf.group(1)), pids
 
 
 def _export(base: Path, size: int) -> None:
@@ -125,6 +127,22 @@ def _export(base: Path, size: int) -> None:
 
 
 PATHS = ("grpc", "gateway", "bare")
+PROCESSES = ("inference", "gateway", "bare", "client")
+
+
+def _cpu_probe(pids: dict[str, int]) -> Callable[[], tuple[float, ...]]:
+    """CPU seconds (user + system) of each server process and of this load generator, in PROCESSES order."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> tuple[float, ...]:
+        values = []
+        for name in PROCESSES[:-1]:
+            fields = Path(f"/proc/{pids[name]}/stat").read_text().rsplit(")", 1)[1].split()
+            values.append((int(fields[11]) + int(fields[12])) / tick)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return (*values, usage.ru_utime + usage.ru_stime)
+
+    return read
 
 
 async def _measure(
@@ -135,8 +153,10 @@ async def _measure(
     seconds: float,
     warmup: float,
     rounds: int,
+    pids: dict[str, int],
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    probe = _cpu_probe(pids)
     async with aio.insecure_channel(target) as channel:
         headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
         for c in concurrency:
@@ -146,11 +166,11 @@ async def _measure(
             for path in order:
                 if path == "grpc":
                     senders = grpc_senders(channel, MODEL, image, c)
-                    runs[path].append(await run_closed_loop(path, senders, seconds, warmup))
+                    runs[path].append(await run_closed_loop(path, senders, seconds, warmup, probe))
                     continue
                 # Fresh keep-alive connections per run (uvicorn closes idle ones after 5 s), opened in the warm-up.
                 conns = [HttpConnection("127.0.0.1", ports[path], "/invocations", image, headers) for _ in range(c)]
-                runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, warmup))
+                runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, warmup, probe))
                 for conn in conns:
                     await conn.close()
             row: dict[str, Any] = {"concurrency": c}
@@ -169,6 +189,11 @@ async def _measure(
                     "p99_ms": round(merged.percentile(99), 3),
                     "requests": merged.requests,
                     "errors": merged.errors,
+                    # CPU milliseconds per request by process over the counted windows of all runs.
+                    "cpu_ms_per_request": {
+                        name: round(1e3 * sum(r.cpu_seconds[i] for r in results) / max(1, merged.requests), 3)
+                        for i, name in enumerate(PROCESSES)
+                    },
                 }
             row["throughput_ratio"] = round(row["gateway"]["throughput"] / row["grpc"]["throughput"], 3)
             row["added_p50_ms"] = round(row["gateway"]["p50_ms"] - row["grpc"]["p50_ms"], 3)
@@ -207,6 +232,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(rows: list[dict[str, Any]]) -> str:
+    """CPU milliseconds per request, by path and process (the client is this load generator)."""
+    lines = [
+        "| concurrency | path | inference ms | gateway ms | bare front ms | client ms | total ms |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for path in PATHS:
+            cpu = r[path]["cpu_ms_per_request"]
+            cells = " | ".join(f"{cpu[name]:.2f}" for name in PROCESSES)
+            lines.append(f"| {r['concurrency']} | {path} | {cells} | {sum(cpu.values()):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated closed-loop concurrencies")
@@ -226,10 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tfic-gw-bench-") as tmp:
         base = Path(tmp)
         _export(base, args.size)
-        with servers(base, args.inference_flags.split()) as (target, port, bare_port):
+        with servers(base, args.inference_flags.split()) as (target, port, bare_port, pids):
             load_before = os.getloadavg()[0]
             ports = {"gateway": port, "bare": bare_port}
-            rows = asyncio.run(_measure(target, ports, image, concurrency, args.seconds, args.warmup, args.rounds))
+            rows = asyncio.run(
+                _measure(target, ports, image, concurrency, args.seconds, args.warmup, args.rounds, pids)
+            )
             load_after = os.getloadavg()[0]
     result = {
         "command": "python -m bench.gateway.run " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -246,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
+    print()
+    print(cpu_table(rows))
     print(f"\n{result['http_stack']}, load average {result['load_average_1min']}")
     print(f"\nwritten to {args.output}")
     return 0
