@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.inference.fixtures import export_bench_model, write_images
-from bench.inference.run import _json_lines, inference_server
+from bench.inference.run import inference_server, json_lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command = ["-m", "bench.inference.loadgen", "--target", target, "--model", model]
                 command += ["--images", str(images), "--seconds", str(args.seconds), "--warmup", "0.5"]
                 command += ["--concurrency", args.concurrency]
-                for result in _json_lines(command, timeout=3600):
+                for result in json_lines(command, timeout=3600):
                     runs[variant][result["concurrency"]].append(result["throughput"])
     header = "| clients | " + " | ".join(f"`{v}`" for v in args.variant) + " |"
     lines = [header, "|---:|" + "---:|" * len(args.variant)]

@@ -45,7 +45,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _json_lines(args: list[str], timeout: float) -> list[dict[str, Any]]:
+def json_lines(args: list[str], timeout: float) -> list[dict[str, Any]]:
     done = subprocess.run(
         [PYTHON, *args], capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=timeout, check=False
     )
@@ -133,7 +133,7 @@ def _run_load(target: str, metrics: str, model: str, images: Path, seconds: floa
     command = ["-m", "bench.inference.loadgen", "--target", target, "--model", model, "--images", str(images)]
     command += ["--seconds", str(seconds), "--warmup", "1", *run]
     before = scrape(metrics, model)
-    (result,) = _json_lines(command, timeout=3600)
+    (result,) = json_lines(command, timeout=3600)
     result["server"] = server_side(before, scrape(metrics, model))
     return result
 
@@ -189,7 +189,7 @@ def run_model(
     off_flags: list[str] = []
     for round_ in range(rounds):
         print(f"== {model} round {round_ + 1}/{rounds}: in-process limit", flush=True)
-        (limit,) = _json_lines(
+        (limit,) = json_lines(
             ["-m", "bench.inference.inprocess", "--model-dir", str(version), "--images", str(images),
              "--decode-workers", str(cores), "--seconds", str(max(1.5, seconds / 2))],
             timeout=1800,
@@ -363,9 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()
     print("== decode benchmark (5 MP JPEG)", flush=True)
-    (decode,) = _json_lines(["-m", "bench.inference.decode", "--sizes", "224,32"], timeout=600)
+    (decode,) = json_lines(["-m", "bench.inference.decode", "--sizes", "224,32"], timeout=600)
     print("== RPC floor (a no-op Classify server)", flush=True)
-    (floor,) = _json_lines(["-m", "bench.inference.rpc_floor", "--images", str(images)], timeout=600)
+    (floor,) = json_lines(["-m", "bench.inference.rpc_floor", "--images", str(images)], timeout=600)
     rpc_floor = floor["rows"]
     entries = []
     for spec in args.models.split(","):
