@@ -15,9 +15,9 @@ free and one of these holds:
 
 So the timeout only applies while more requests are being decoded and only one thread is left,
 which is exactly when waiting a little buys a fuller batch; while every thread is busy the queue
-fills by itself. Up to
-``num_batch_threads`` batches run at once, in a thread pool of that size (never on the event loop). Each batch is
-padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime sees few shapes.
+fills by itself. Up to ``num_batch_threads`` batches run at once, in a thread pool of that size
+(never on the event loop). Each batch is padded (with zeros) up to the next of
+``allowed_batch_sizes`` so the runtime sees few shapes.
 
 Requests larger than ``max_batch_size`` are split into chunks that batch independently. The
 queue is bounded: if the images waiting would fill more than ``max_enqueued_batches`` batches the

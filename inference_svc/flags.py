@@ -13,6 +13,7 @@ services' variables never collide. Batching can also be set per model in a YAML/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -312,37 +313,11 @@ def from_args(args: argparse.Namespace) -> Settings:
     model_batching: dict[str, BatchingSettings] = {}
     if args.batching_config is not None:
         batching, model_batching = read_batching_config(args.batching_config, batching)
-    return Settings(
-        host=args.host,
-        port=args.port,
-        metrics_port=args.metrics_port,
-        model_base_path=args.model_base_path,
-        model_name=args.model_name,
-        model_config_file=args.model_config_file,
-        version_policy=VersionPolicy.parse(args.version_policy),
-        poll_interval_seconds=args.poll_interval_seconds,
-        batching=batching,
-        model_batching=model_batching,
-        decode_workers=args.decode_workers,
-        max_decode_queue=args.max_decode_queue,
-        max_image_bytes=args.max_image_bytes,
-        max_pixels=args.max_pixels,
-        max_images_per_request=args.max_images_per_request,
-        max_request_bytes=args.max_request_bytes,
-        use_draft=bool(args.use_draft),
-        runtime=args.runtime,
-        tfserving_target=args.tfserving_target,
-        tfserving_timeout_seconds=args.tfserving_timeout_seconds,
-        load_threads=args.load_threads,
-        load_timeout_seconds=args.load_timeout_seconds,
-        warmup_iterations=args.warmup_iterations,
-        tf_intra_op_threads=args.tf_intra_op_threads,
-        tf_inter_op_threads=args.tf_inter_op_threads,
-        xla=bool(args.xla),
-        drain_seconds=args.drain_seconds,
-        shutdown_grace_seconds=args.shutdown_grace_seconds,
-        keepalive_time_seconds=args.keepalive_time_seconds,
-        keepalive_timeout_seconds=args.keepalive_timeout_seconds,
-        max_connection_age_seconds=args.max_connection_age_seconds,
-        max_connection_age_grace_seconds=args.max_connection_age_grace_seconds,
-    )
+    built: dict[str, Any] = {
+        "version_policy": VersionPolicy.parse(args.version_policy),
+        "batching": batching,
+        "model_batching": model_batching,
+    }
+    # Every other setting is a flag of the same name, already of the right type.
+    plain = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if f.name not in built}
+    return Settings(**plain, **built)

@@ -7,7 +7,7 @@ Here a job is one ``SimpleQueue.put`` and its result one ``call_soon_threadsafe`
 
 Rules: ``submit`` is called on the event loop; ``fn`` runs in a worker thread and must be
 thread-safe; the returned future resolves on the loop. A job whose future is cancelled before a
-worker takes it is skipped (counted in ``skipped``); one that has started runs to the end and its
+worker takes it is skipped (``on_skip`` is called); one that has started runs to the end and its
 result is dropped.
 """
 
@@ -32,8 +32,6 @@ class WorkerPool:
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))
         ]
         self._closed = False
-        self.skipped = 0  # jobs whose caller had gone before a worker took them (written by workers only)
-        self._skip_lock = threading.Lock()
         self._on_skip = on_skip
         for thread in self._threads:
             thread.start()
@@ -64,8 +62,6 @@ class WorkerPool:
                 return
             fn, args, loop, future = job
             if future.cancelled():  # racy read, but the worst case is doing work nobody waits for
-                with self._skip_lock:
-                    self.skipped += 1
                 if self._on_skip is not None:
                     self._on_skip()
                 del job, fn, args, future
