@@ -1,4 +1,8 @@
-"""The Starlette application: routes, the one middleware, the 404/405 handler and the lifespan.
+"""The Starlette application: routes, the one middleware, the hot path, the 404/405 handler and the lifespan.
+
+Middleware, outermost first: :class:`~gateway.middleware.GatewayMiddleware` (request id, auth, errors,
+metrics, access log) for every request, then :class:`~gateway.invocations.HotRoutes`, which sends the
+invocation routes straight to their pure-ASGI handler; everything else goes through Starlette's router.
 
 The gRPC channel is created in the lifespan (``grpc.aio`` objects belong to the loop that serves the app)
 and closed after uvicorn has drained the in-flight requests.
@@ -21,6 +25,7 @@ from gateway import openapi
 from gateway.client import GrpcInference
 from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
 from gateway.inputs import REQUEST_ID_KEY
+from gateway.invocations import HotRoutes
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.routes import Endpoints
@@ -49,7 +54,9 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     gateway = Gateway(settings)
     document = json.dumps(openapi.build(settings), separators=(",", ":")).encode()
-    routes = [*Endpoints(gateway, metrics, document).routes(), *TfServingEndpoints(gateway).routes()]
+    endpoints = Endpoints(gateway, metrics, document)
+    hot = endpoints.invocation_routes()
+    routes = [*hot, *endpoints.operational_routes(), *TfServingEndpoints(gateway).routes()]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,7 +87,10 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(GatewayMiddleware, settings=settings, metrics=metrics, routes=routes)],
+        middleware=[
+            Middleware(GatewayMiddleware, settings=settings, metrics=metrics, routes=routes),
+            Middleware(HotRoutes, routes=hot),
+        ],
         exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )

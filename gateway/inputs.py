@@ -1,15 +1,20 @@
 """What an HTTP request carries, parsed and checked: body (size-limited while streaming), top_k, deadline, model.
 
-Every check raises a :class:`tfic.errors.TficError` subclass with a message naming the header or
-parameter, so the error handler answers with the right status.
+The functions take the ASGI pieces (scope, headers by lower-case name, ``receive``) rather than a
+Starlette ``Request``, so the invocation hot path (:mod:`gateway.invocations`, pure ASGI) and the
+Starlette routes share them. Every check raises a :class:`tfic.errors.TficError` subclass with a
+message naming the header or parameter, so the error handler answers with the right status.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from gateway.errors import BodyTooLarge
 from gateway.upstream import Call, ModelRef
@@ -23,14 +28,26 @@ SAGEMAKER_MODEL_HEADER = "x-amzn-sagemaker-target-model"
 TIMEOUT_HEADER = "x-request-timeout"  # seconds, e.g. "2.5"
 ENVOY_TIMEOUT_HEADER = "x-envoy-expected-rq-timeout-ms"  # set by Envoy / Istio on upstream requests
 
+Headers = Mapping[str, str]  # by lower-case name: a dict from :func:`headers`, or Starlette's ``Headers``
 
-async def read_body(request: Request, limit: int) -> bytes:
+
+def headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; the first of repeated ones wins, as in Starlette's ``Headers``."""
+    found: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1").lower()
+        if name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes.
 
-    A declared Content-Length over the limit is refused before any byte is read; a chunked or
-    understated body is refused when the running total passes the limit, without buffering the rest.
+    ``declared`` is the Content-Length header. A declared length over the limit is refused before any
+    byte is read; a chunked or understated body is refused when the running total passes the limit,
+    without buffering the rest.
     """
-    declared = request.headers.get("content-length")
     if declared is not None:
         try:
             size = int(declared)
@@ -40,36 +57,50 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"request body is {size} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     total = 0
-    try:
-        async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Cancelled("the client disconnected while sending the request")
+        chunk: bytes = message.get("body", b"")
+        if chunk:
             total += len(chunk)
             if total > limit:
                 raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise Cancelled("the client disconnected while sending the request") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    if len(chunks) == 1:
+        return chunks[0]
+    return b"".join(chunks)
 
 
-def top_k(request: Request) -> int:
-    """The ``top_k`` query parameter: 0 (absent) for every class in label order, K > 0 for the K best."""
-    raw = request.query_params.get("top_k")
+def top_k(query_string: bytes) -> int:
+    """The ``top_k`` query parameter: 0 (absent) for every class in label order, K > 0 for the K best.
+
+    Repeated, the last one counts (as Starlette's ``QueryParams.get``).
+    """
+    if not query_string:
+        return 0
+    raw: str | None = None
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key == "top_k":
+            raw = value
     if raw is None or raw == "":
         return 0
     try:
-        value = int(raw)
+        value_int = int(raw)
     except ValueError:
         raise InvalidArgument(f"top_k must be a non-negative integer, got {raw!r}") from None
-    if value < 0 or value > 2**31 - 1:
+    if value_int < 0 or value_int > 2**31 - 1:
         raise InvalidArgument(f"top_k must be a non-negative integer, got {raw!r}")
-    return value
+    return value_int
 
 
-def _timeout_header(request: Request) -> float | None:
-    raw = request.headers.get(TIMEOUT_HEADER)
+def _timeout_header(headers: Headers) -> float | None:
+    raw = headers.get(TIMEOUT_HEADER)
     scale, name = 1.0, TIMEOUT_HEADER
     if raw is None:
-        raw, scale, name = request.headers.get(ENVOY_TIMEOUT_HEADER), 0.001, ENVOY_TIMEOUT_HEADER
+        raw, scale, name = headers.get(ENVOY_TIMEOUT_HEADER), 0.001, ENVOY_TIMEOUT_HEADER
     if raw is None:
         return None
     try:
@@ -81,19 +112,19 @@ def _timeout_header(request: Request) -> float | None:
     return value
 
 
-def call_for(request: Request, max_timeout: float) -> Call:
+def call_for(scope: Scope, headers: Headers, max_timeout: float) -> Call:
     """The request's id and deadline: the earlier of the gateway's timeout and a timeout header, from arrival."""
-    start: float = request.scope.get(START_KEY, time.monotonic())
-    timeout = _timeout_header(request)
+    start: float = scope.get(START_KEY) or time.monotonic()
+    timeout = _timeout_header(headers)
     budget = max_timeout if timeout is None else min(timeout, max_timeout)
-    return Call(request_id=request.scope.get(REQUEST_ID_KEY, ""), deadline=start + budget)
+    return Call(request_id=scope.get(REQUEST_ID_KEY, ""), deadline=start + budget)
 
 
-def model_header(request: Request) -> str | None:
+def model_header(headers: Headers) -> str | None:
     """The model named by ``X-Tfic-Model`` or SageMaker's ``X-Amzn-SageMaker-Target-Model`` (``name.tar.gz`` → name)."""
-    name = request.headers.get(MODEL_HEADER)
+    name = headers.get(MODEL_HEADER)
     if name is None:
-        target = request.headers.get(SAGEMAKER_MODEL_HEADER)
+        target = headers.get(SAGEMAKER_MODEL_HEADER)
         if target is None:
             return None
         name = target.rsplit("/", 1)[-1].removesuffix(".tar.gz").removesuffix(".tgz")
@@ -106,13 +137,12 @@ def model_header(request: Request) -> str | None:
 INT64_MAX = 2**63 - 1
 
 
-def path_model(request: Request) -> ModelRef | None:
+def path_model(path_params: Mapping[str, Any]) -> ModelRef | None:
     """The model named by the path (``{name}`` with ``{version}`` or ``{label}``), None on ``/invocations``."""
-    params = request.path_params
-    name: str | None = params.get("name")
+    name: str | None = path_params.get("name")
     if name is None:
         return None
-    version: int | None = params.get("version")
+    version: int | None = path_params.get("version")
     if version is not None and not 0 < version <= INT64_MAX:
         raise InvalidArgument(f"version must be between 1 and {INT64_MAX}, got {version}")
-    return ModelRef(name, version, params.get("label", ""))
+    return ModelRef(name, version, path_params.get("label", ""))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tfic.metric_children import LabelChildren
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
 
@@ -40,18 +42,14 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._child = LabelChildren()
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
-        children = self._request_children.get((route, code))
-        if children is None:
-            children = (self._requests.labels(route, str(code)), self._duration.labels(route))
-            self._request_children[(route, code)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._child(self._requests, route, str(code)).inc()
+        self._child(self._duration, route).observe(seconds)
 
     def observe_upstream(self, method: str, code: str, seconds: float) -> None:
-        self._upstream.labels(method, code).observe(seconds)
+        self._child(self._upstream, method, code).observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

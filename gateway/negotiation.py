@@ -24,6 +24,7 @@ Rules (see docs/gateway.md):
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -180,6 +181,12 @@ def parse_format(text: str) -> ResponseFormat:
     raise InvalidArgument(f"unsupported response type {text!r}; use one of {', '.join(FORMATS)}")
 
 
+# Clients send the same few Accept and Content-Type headers over and over: parse each once. Bounded, so
+# headers that vary per request cost a parse, not memory; refusals raise and are not cached.
+_PARSED_HEADERS_CACHED = 256
+
+
+@functools.lru_cache(maxsize=_PARSED_HEADERS_CACHED)
 def negotiate(accept: str | None, default: ResponseFormat) -> ResponseFormat:
     """The representation to send for an Accept header; raises :class:`NotAcceptable`."""
     if accept is None or not accept.strip():
@@ -208,6 +215,7 @@ def negotiate(accept: str | None, default: ResponseFormat) -> ResponseFormat:
     return chosen
 
 
+@functools.lru_cache(maxsize=_PARSED_HEADERS_CACHED)
 def check_image_content_type(header: str | None) -> str:
     """The lower-cased media type of an image request body; raises :class:`UnsupportedFormat` (415)."""
     allowed = ", ".join(IMAGE_CONTENT_TYPES)

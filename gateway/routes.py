@@ -7,17 +7,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import render
-from gateway.inputs import call_for, model_header, path_model, read_body, top_k
+from gateway.inputs import call_for
+from gateway.invocations import Invocations
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import GatewayMetrics
-from gateway.negotiation import check_image_content_type, negotiate, parse_format
 from gateway.service import Gateway
-from gateway.upstream import ModelRef
-from tfic.errors import InvalidImage, Unavailable
+from tfic.errors import Unavailable
 
 JSON = "application/json"
-MODEL_HEADER_OUT = "X-Tfic-Model"
-VERSION_HEADER_OUT = "X-Tfic-Model-Version"
 
 PING_TIMEOUT = 2.0  # SageMaker expects /ping to answer within 2 s
 
@@ -31,15 +28,21 @@ class Endpoints:
         self.settings = gateway.settings
         self.metrics = metrics
         self.openapi_json = openapi
-        self.default_format = parse_format(self.settings.default_accept)
+        self.invocations = Invocations(gateway)
 
-    def routes(self) -> list[BaseRoute]:
-        post, get = ["POST"], ["GET"]
+    def invocation_routes(self) -> list[BaseRoute]:
+        """The hot path (:mod:`gateway.invocations`): the app routes these ahead of Starlette's router."""
+        post = ["POST"]
         return [
             Route("/invocations", self.invocations, methods=post),
             Route("/models/{name}/invocations", self.invocations, methods=post),
             Route("/models/{name}/versions/{version:int}/invocations", self.invocations, methods=post),
             Route("/models/{name}/labels/{label}/invocations", self.invocations, methods=post),
+        ]
+
+    def operational_routes(self) -> list[BaseRoute]:
+        get = ["GET"]
+        return [
             Route("/ping", self.ping, methods=get),
             Route("/healthz", self.healthz, methods=get),
             Route("/readyz", self.readyz, methods=get),
@@ -49,30 +52,11 @@ class Endpoints:
             Route("/openapi.json", self.openapi, methods=get),
         ]
 
-    async def invocations(self, request: Request) -> Response:
-        """One encoded image in, one prediction out, in the representation the Accept header asks for."""
-        fmt = negotiate(request.headers.get("accept"), self.default_format)
-        check_image_content_type(request.headers.get("content-type"))
-        k = top_k(request)
-        call = call_for(request, self.settings.timeout_seconds)
-        body = await read_body(request, self.settings.max_body_bytes)
-        if not body:
-            raise InvalidImage("the request body is empty; send one encoded image")
-        model = path_model(request) or ModelRef(await self.gateway.resolve(model_header(request), call))
-        prediction = await self.gateway.classify(model, (body,), k, call)
-        return Response(
-            render.prediction(prediction.results[0], fmt),
-            media_type=fmt.content_type,
-            headers={
-                MODEL_HEADER_OUT: prediction.model_name,
-                VERSION_HEADER_OUT: str(prediction.model_version),
-                "Vary": "Accept",
-            },
-        )
-
     async def ping(self, request: Request) -> Response:
         """SageMaker's health check: 200 once a model (the default one, if configured) has a loaded version."""
-        if not await self.gateway.model_loaded(call_for(request, min(self.settings.timeout_seconds, PING_TIMEOUT))):
+        if not await self.gateway.model_loaded(
+            call_for(request.scope, request.headers, min(self.settings.timeout_seconds, PING_TIMEOUT))
+        ):
             raise Unavailable("no model is loaded yet")
         return Response(_OK, media_type=JSON)
 
@@ -87,12 +71,16 @@ class Endpoints:
         return Response(_READY, media_type=JSON)
 
     async def list_models(self, request: Request) -> Response:
-        models = await self.gateway.inference.list_models(call_for(request, self.settings.timeout_seconds))
+        models = await self.gateway.inference.list_models(
+            call_for(request.scope, request.headers, self.settings.timeout_seconds)
+        )
         return Response(render.models(models), media_type=JSON)
 
     async def get_model(self, request: Request) -> Response:
         name: str = request.path_params["name"]
-        model = await self.gateway.inference.get_model(name, call_for(request, self.settings.timeout_seconds))
+        model = await self.gateway.inference.get_model(
+            name, call_for(request.scope, request.headers, self.settings.timeout_seconds)
+        )
         return Response(render.dumps(render.model_json(model)), media_type=JSON)
 
     async def metrics_endpoint(self, request: Request) -> Response:

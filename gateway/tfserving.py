@@ -153,33 +153,35 @@ class TfServingEndpoints:
 
     @staticmethod
     def _model(request: Request) -> ModelRef:
-        model = path_model(request)
+        model = path_model(request.path_params)
         assert model is not None  # every TF Serving route names its model
         return model
 
     async def _parse(self, request: Request, parse: Callable[[bytes], _T]) -> _T:
         check_json_content_type(request.headers.get("content-type"))
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request.receive, request.headers.get("content-length"), self.settings.max_body_bytes)
         return await asyncio.to_thread(parse, body) if len(body) > OFFLOAD_BYTES else parse(body)
 
     async def predict(self, request: Request) -> Response:
-        k = top_k(request)
-        call = call_for(request, self.settings.timeout_seconds)
+        k = top_k(request.scope["query_string"])
+        call = call_for(request.scope, request.headers, self.settings.timeout_seconds)
         images, columnar = await self._parse(request, parse_predict)
         prediction = await self.gateway.classify(self._model(request), images, k, call)
         body = render.tfs_outputs(prediction.results) if columnar else render.tfs_predictions(prediction.results)
         return Response(body, media_type=JSON)
 
     async def classify(self, request: Request) -> Response:
-        k = top_k(request)
-        call = call_for(request, self.settings.timeout_seconds)
+        k = top_k(request.scope["query_string"])
+        call = call_for(request.scope, request.headers, self.settings.timeout_seconds)
         images = await self._parse(request, parse_classify)
         prediction = await self.gateway.classify(self._model(request), images, k, call)
         return Response(render.tfs_classify(prediction.results), media_type=JSON)
 
     async def _versions(self, request: Request) -> Sequence[VersionInfo]:
         model = self._model(request)
-        info = await self.gateway.inference.get_model(model.name, call_for(request, self.settings.timeout_seconds))
+        info = await self.gateway.inference.get_model(
+            model.name, call_for(request.scope, request.headers, self.settings.timeout_seconds)
+        )
         versions: Sequence[VersionInfo] = info.versions
         if model.version is not None:
             versions = [v for v in versions if v.version == model.version]

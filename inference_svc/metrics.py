@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tfic.errors import status_for
+from tfic.metric_children import LabelChildren
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,7 @@ class Metrics:
         )
         self._http: Any = None
         self._thread: threading.Thread | None = None
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached (label values are bounded, and this is on the hot path)."""
-        key = (id(metric), *labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
+        self.child = LabelChildren()  # child(metric, *labels): metric.labels(*labels), cached for the hot path
 
     def track(self, model: str, method: str) -> RequestTracker:
         """``with metrics.track(model, method):`` counts the request, its code and duration."""

@@ -8,13 +8,14 @@ from typing import Any
 import grpc
 import pytest
 from grpc import aio
-from starlette.requests import Request
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import Receive
 
 from gateway import settings as settings_mod
 from gateway.errors import BodyTooLarge, classify, error_response
-from gateway.inputs import read_body
+from gateway.inputs import headers, read_body, top_k
 from gateway.settings import GatewaySettings
-from tfic.errors import InvalidArgument
+from tfic.errors import Cancelled, InvalidArgument
 from tfic.grpc_errors import exception_from_rpc
 
 # Every gRPC code and the HTTP status it becomes (statuses gRPC itself produced: no tfic reason attached).
@@ -111,36 +112,74 @@ def test_unknown_exceptions_are_a_generic_500(caplog: pytest.LogCaptureFixture) 
     assert "secret internal detail" in caplog.text and "r-1" in caplog.text
 
 
-def request_with_body(chunks: list[bytes], content_length: int | None = None) -> tuple[Request, list[int]]:
-    """A Starlette request whose body arrives in ``chunks``; the list counts the chunks handed out."""
+def body_stream(chunks: list[bytes], *, disconnect_after: int | None = None) -> tuple[Receive, list[int]]:
+    """An ASGI ``receive`` handing out ``chunks`` (then ``http.disconnect`` if asked); the list counts calls."""
     handed: list[int] = [0]
-    headers = [] if content_length is None else [(b"content-length", str(content_length).encode())]
 
     async def receive() -> dict[str, Any]:
         i = handed[0]
         handed[0] += 1
+        if disconnect_after is not None and i >= disconnect_after:
+            return {"type": "http.disconnect"}
         return {"type": "http.request", "body": chunks[i], "more_body": i < len(chunks) - 1}
 
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive), handed
+    return receive, handed
 
 
 async def test_body_limit_is_enforced_while_streaming() -> None:
-    request, handed = request_with_body([b"x" * 400] * 100)
+    receive, handed = body_stream([b"x" * 400] * 100)
     with pytest.raises(BodyTooLarge, match="exceeds the limit of 1000 bytes"):
-        await read_body(request, 1000)
+        await read_body(receive, None, 1000)
     assert handed[0] == 3  # stopped at the chunk that crossed the limit, 97 chunks never read
 
 
 async def test_declared_length_over_the_limit_reads_nothing() -> None:
-    request, handed = request_with_body([b"x" * 5000], content_length=5000)
+    receive, handed = body_stream([b"x" * 5000])
     with pytest.raises(BodyTooLarge, match="5000 bytes; the limit is 1000"):
-        await read_body(request, 1000)
+        await read_body(receive, "5000", 1000)
     assert handed[0] == 0
 
 
 async def test_body_within_the_limit() -> None:
-    request, _ = request_with_body([b"ab", b"cd", b""])
-    assert await read_body(request, 4) == b"abcd"
+    receive, _ = body_stream([b"ab", b"cd", b""])
+    assert await read_body(receive, None, 4) == b"abcd"
+
+
+async def test_a_client_gone_mid_body_is_cancelled_not_a_short_image() -> None:
+    receive, _ = body_stream([b"ab", b"cd", b"ef"], disconnect_after=2)
+    with pytest.raises(Cancelled, match="disconnected"):
+        await read_body(receive, None, 100)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", 0),
+        (b"top_k=", 0),
+        (b"top_k=3", 3),
+        (b"a=1&top_k=2&top_k=5", 5),
+        (b"top%5Fk=4", 4),
+        (b"%74op_k=6", 6),
+        (b"xtop_k=9", 0),
+    ],
+)
+def test_top_k_reads_the_query_string_as_starlette_does(query: bytes, expected: int) -> None:
+    assert top_k(query) == expected
+    assert QueryParams(query).get("top_k", "") in ("", str(expected))
+
+
+@pytest.mark.parametrize("query", [b"top_k=-1", b"top_k=two", b"top_k=2147483648"])
+def test_bad_top_k_names_the_parameter(query: bytes) -> None:
+    with pytest.raises(InvalidArgument, match="top_k must be a non-negative integer"):
+        top_k(query)
+
+
+def test_headers_first_of_repeated_wins_as_in_starlette() -> None:
+    raw = [(b"accept", b"application/json"), (b"Accept", b"text/csv"), (b"x-tfic-model", b"m\xe9")]
+    scope = {"type": "http", "headers": raw}
+    found = headers(scope)
+    assert found == {"accept": "application/json", "x-tfic-model": "m\xe9"}
+    assert Headers(raw=raw).get("accept") == found["accept"]
 
 
 def parse(argv: list[str], environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> GatewaySettings:
