@@ -52,7 +52,7 @@ def create_app(
     inference_factory: InferenceFactory = grpc_inference,
 ) -> Starlette:
     metrics = metrics or GatewayMetrics()
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, observe_coalesced=metrics.observe_coalesced)
     document = json.dumps(openapi.build(settings), separators=(",", ":")).encode()
     endpoints = Endpoints(gateway, metrics, document)
     hot = endpoints.invocation_routes()
@@ -67,7 +67,7 @@ def create_app(
             yield
         finally:
             gateway.draining = True
-            gateway.attach(None)
+            await gateway.detach()
             await inference.close()
             log.info("gateway stopped")
 

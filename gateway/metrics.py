@@ -15,6 +15,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
 
 # Latencies that matter for a classification front: sub-ms overhead up to the 60 s default deadline.
+COALESCED_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -42,6 +43,12 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._coalesced = Histogram(
+            "tfic_gateway_upstream_images_per_call",
+            "Images per Classify call to the inference service from one-image requests (above 1: coalesced).",
+            buckets=COALESCED_BUCKETS,
+            registry=self.registry,
+        )
         self._child = LabelChildren()
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
@@ -50,6 +57,9 @@ class GatewayMetrics:
 
     def observe_upstream(self, method: str, code: str, seconds: float) -> None:
         self._child(self._upstream, method, code).observe(seconds)
+
+    def observe_coalesced(self, images: int) -> None:
+        self._coalesced.observe(images)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,8 +7,9 @@ Neither HTTP nor gRPC is imported here: the routes call this, and this calls an
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from gateway.coalesce import Coalescer
 from gateway.settings import GatewaySettings
 from gateway.upstream import Call, Inference, ModelRef, Prediction
 from tfic.errors import InvalidArgument, TficError, Unavailable
@@ -21,9 +22,18 @@ READY_TIMEOUT_SECONDS = 2.0
 class Gateway:
     """One per app. The inference client is attached when the app starts (it needs the serving event loop)."""
 
-    def __init__(self, settings: GatewaySettings, inference: Inference | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        inference: Inference | None = None,
+        *,
+        observe_coalesced: Callable[[int], None] = lambda images: None,
+    ) -> None:
         self.settings = settings
-        self._inference = inference
+        self._observe_coalesced = observe_coalesced
+        self._inference: Inference | None = None
+        self._coalescer: Coalescer | None = None
+        self.attach(inference)
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self._models: tuple[float, tuple[str, ...]] | None = None
 
@@ -35,6 +45,21 @@ class Gateway:
 
     def attach(self, inference: Inference | None) -> None:
         self._inference = inference
+        self._coalescer = None
+        if inference is not None and self.settings.coalesce_max_images > 1:
+            self._coalescer = Coalescer(
+                inference,
+                max_images=self.settings.coalesce_max_images,
+                max_in_flight=self.settings.coalesce_max_in_flight,
+                observe=self._observe_coalesced,
+            )
+
+    async def detach(self) -> None:
+        """Stop taking calls and wait for the coalesced calls already sent."""
+        coalescer = self._coalescer
+        self.attach(None)
+        if coalescer is not None:
+            await coalescer.close()
 
     async def _served_models(self, call: Call) -> tuple[str, ...]:
         now = time.monotonic()
@@ -62,6 +87,9 @@ class Gateway:
         )
 
     async def classify(self, model: ModelRef, images: Sequence[bytes], top_k: int, call: Call) -> Prediction:
+        coalescer = self._coalescer
+        if coalescer is not None and len(images) == 1:
+            return await coalescer.classify(model, images[0], top_k, call)
         return await self.inference.classify(model, images, top_k, call)
 
     async def model_loaded(self, call: Call) -> bool:

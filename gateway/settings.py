@@ -32,6 +32,11 @@ class GatewaySettings:
     shutdown_grace_seconds: float = 10.0
     # Retry-After (seconds) sent with 429/503 when the inference service suggests none.
     retry_after_seconds: int = 1
+    # Request coalescing (gateway.coalesce): at most this many one-image requests of a model share an upstream
+    # call (1 turns coalescing off) ...
+    coalesce_max_images: int = 8
+    # ... and they wait for one only while this many calls for that model are outstanding.
+    coalesce_max_in_flight: int = 4
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -46,6 +51,10 @@ class GatewaySettings:
             raise InvalidArgument(f"shutdown_grace_seconds must be >= 0, got {self.shutdown_grace_seconds}")
         if self.retry_after_seconds < 0:
             raise InvalidArgument(f"retry_after_seconds must be >= 0, got {self.retry_after_seconds}")
+        if self.coalesce_max_images < 1:
+            raise InvalidArgument(f"coalesce_max_images must be at least 1, got {self.coalesce_max_images}")
+        if self.coalesce_max_in_flight < 1:
+            raise InvalidArgument(f"coalesce_max_in_flight must be at least 1, got {self.coalesce_max_in_flight}")
         if self.auth_token is not None and not self.auth_token.strip():
             raise InvalidArgument("auth_token must not be blank (leave it unset to disable auth)")
         parse_format(self.default_accept)  # raises InvalidArgument for an unsupported type
@@ -116,6 +125,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env="TFIC_GATEWAY_RETRY_AFTER_SECONDS",
         help="Retry-After sent with 429/503 when the inference service suggests none",
     )
+    add_flag(
+        parser,
+        "--coalesce-max-images",
+        type=int,
+        default=defaults.coalesce_max_images,
+        env="TFIC_GATEWAY_COALESCE_MAX_IMAGES",
+        help="under load, up to this many one-image requests for the same model share one call to the inference "
+        "service (1: off)",
+    )
+    add_flag(
+        parser,
+        "--coalesce-max-in-flight",
+        type=int,
+        default=defaults.coalesce_max_in_flight,
+        env="TFIC_GATEWAY_COALESCE_MAX_IN_FLIGHT",
+        help="requests are sent alone while fewer calls than this are outstanding for their model",
+    )
 
 
 def from_args(args: argparse.Namespace) -> GatewaySettings:
@@ -130,4 +156,6 @@ def from_args(args: argparse.Namespace) -> GatewaySettings:
         auth_token=args.auth_token or None,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         retry_after_seconds=args.retry_after_seconds,
+        coalesce_max_images=args.coalesce_max_images,
+        coalesce_max_in_flight=args.coalesce_max_in_flight,
     )

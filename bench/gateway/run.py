@@ -97,7 +97,9 @@ def _wait_serving(target: str, service: str, timeout: float = 300) -> None:
 
 
 @contextmanager
-def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, int, dict[str, int]]]:
+def servers(
+    base: Path, inference_flags: list[str], gateway_flags: Sequence[str] = ()
+) -> Iterator[tuple[str, int, int, dict[str, int]]]:
     """The inference service, the gateway and the bare front; yields (gRPC target, gateway port, bare port, pids)."""
     inference = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
     inference += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--drain-seconds", "0"]
@@ -105,7 +107,7 @@ def servers(base: Path, inference_flags: list[str]) -> Iterator[tuple[str, int, 
         target = f"127.0.0.1:{found.group(1)}"
         _wait_serving(target, MODEL)
         gateway = [PYTHON, "-m", "gateway", "--log-level", "warning", "--host", "127.0.0.1", "--port", "0"]
-        gateway += ["--inference", target, "--default-model", MODEL]
+        gateway += ["--inference", target, "--default-model", MODEL, *gateway_flags]
         bare = [PYTHON, "-m", "uvicorn", "bench.gateway.bare_front:app", "--host", "127.0.0.1", "--port", "0"]
         bare += ["--no-access-log", "--log-level", "info"]
         os.environ.update(BARE_FRONT_TARGET=target, BARE_FRONT_MODEL=MODEL)
@@ -255,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=32, help="the model's input size (small_cnn, 10 classes)")
     parser.add_argument("--image", default="64x48", help="WIDTHxHEIGHT of the JPEG sent")
     parser.add_argument("--inference-flags", default="", help="extra flags for python -m inference_svc")
+    parser.add_argument(
+        "--gateway-flags", default="", help="extra flags for python -m gateway (e.g. '--coalesce-max-images 1')"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "gateway" / "results" / "gateway.json")
     args = parser.parse_args(argv)
     from bench.inference.fixtures import photo
@@ -265,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tfic-gw-bench-") as tmp:
         base = Path(tmp)
         _export(base, args.size)
-        with servers(base, args.inference_flags.split()) as (target, port, bare_port, pids):
+        with servers(base, args.inference_flags.split(), args.gateway_flags.split()) as (target, port, bare_port, pids):
             load_before = os.getloadavg()[0]
             ports = {"gateway": port, "bare": bare_port}
             rows = asyncio.run(

@@ -128,7 +128,10 @@ def test_graceful_shutdown_finishes_in_flight_requests(gateway: RunningGateway, 
     assert results == [200]
 
 
-@pytest.mark.parametrize("flag", ["--port", "--inference", "--default-model", "--max-body-bytes", "--auth-token"])
+@pytest.mark.parametrize(
+    "flag",
+    ["--port", "--inference", "--default-model", "--max-body-bytes", "--auth-token", "--coalesce-max-images"],
+)
 def test_cli_help_lists_every_setting(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     from tfic.cli.main import main
 
