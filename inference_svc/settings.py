@@ -159,8 +159,8 @@ class Settings:
     load_threads: int = 2
     load_timeout_seconds: float = 300.0
     warmup_iterations: int = 2
-    tf_intra_op_threads: int = 0  # 0: TensorFlow's default (all cores)
-    tf_inter_op_threads: int = 0
+    tf_intra_op_threads: int = 0  # 0: cores ÷ num_batch_threads (runtime.tensorflow.serving_threads)
+    tf_inter_op_threads: int = 0  # 0: 1
     xla: bool = False
     drain_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="per batch size and loop")
     parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--tf-intra-op-threads", type=int, default=0, help="0: TensorFlow's default (all cores)")
+    parser.add_argument("--tf-inter-op-threads", type=int, default=0, help="0: TensorFlow's default")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)
     return 0
@@ -53,7 +55,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntime, configure
     from tfic.modeldir import read_metadata
 
-    configure(TensorFlowOptions())
+    configure(TensorFlowOptions(args.tf_intra_op_threads, args.tf_inter_op_threads))
     meta = read_metadata(args.model_dir)
     runtime = TensorFlowRuntime(args.model_dir, meta)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
@@ -127,6 +129,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "best_batch_size": best["batch_size"],
         "limit_images_per_second": max(best["sequential"], best["pipelined"]),
         "decode_workers": args.decode_workers,
+        "tf_threads": [args.tf_intra_op_threads, args.tf_inter_op_threads],  # 0: TensorFlow's default
         "images": len(images),
     }
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.inference_svc.support import MODEL, encode, random_image
@@ -53,3 +54,14 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path) ->
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(
+    ("cores", "batches", "expected"), [(2, 2, (1, 1)), (16, 2, (8, 1)), (8, 1, (8, 1)), (1, 4, (1, 1))]
+)
+def test_tensorflow_threads_share_the_cores_among_concurrent_batches(
+    cores: int, batches: int, expected: tuple[int, int]
+) -> None:
+    from inference_svc.runtime.tensorflow import serving_threads
+
+    assert serving_threads(cores, batches) == expected
