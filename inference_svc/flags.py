@@ -211,7 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         env=_inference("tf-intra-op-threads"),
-        help="TensorFlow threads per op (0: cores / --num-batch-threads, at least 1)",
+        help="TensorFlow threads per op (0: all cores)",
     )
     add_flag(
         g,
@@ -219,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         env=_inference("tf-inter-op-threads"),
-        help="TensorFlow ops run at once per call (0: 1)",
+        help="TensorFlow ops run at once (0: TensorFlow's default)",
     )
     add_flag(g, "--xla", type=bool, default=False, env=_inference("xla"), help="compile the padded shapes with XLA")
     g = parser.add_argument_group("connections and shutdown")

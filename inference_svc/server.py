@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -105,11 +104,10 @@ def default_runtime_factory(settings: Settings) -> RuntimeFactory:
             settings.load_timeout_seconds,
             settings.max_request_bytes,
         )
-    from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntimeFactory, serving_threads
+    from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntimeFactory
 
-    intra, inter = serving_threads(len(os.sched_getaffinity(0)), settings.batching.num_batch_threads)
     return TensorFlowRuntimeFactory(
-        TensorFlowOptions(settings.tf_intra_op_threads or intra, settings.tf_inter_op_threads or inter, settings.xla)
+        TensorFlowOptions(settings.tf_intra_op_threads, settings.tf_inter_op_threads, settings.xla)
     )
 
 

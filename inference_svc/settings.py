@@ -5,6 +5,7 @@ The flags and environment variables that build it are in :mod:`inference_svc.fla
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -18,11 +19,36 @@ RUNTIMES = ("tensorflow", "tfserving")
 MIB = 1024 * 1024
 
 
-def cpu_cores() -> int:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU limit in cores (cgroup v2 ``cpu.max``, or v1's CFS quota), None when unlimited."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        quota, _, period = (root / "cpu.max").read_text().partition(" ")
+        if quota.strip() != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def cpu_cores(root: Path = CGROUP_ROOT) -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU limit (a Kubernetes pod
+    with ``limits.cpu: 2`` on a 32-core node gets 2, so the decode pool is not sized for cores it will be
+    throttled off)."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(root)
+    return cores if limit is None else max(1, min(cores, math.ceil(limit)))
 
 
 @dataclass(frozen=True)
@@ -159,8 +185,8 @@ class Settings:
     load_threads: int = 2
     load_timeout_seconds: float = 300.0
     warmup_iterations: int = 2
-    tf_intra_op_threads: int = 0  # 0: cores ÷ num_batch_threads (runtime.tensorflow.serving_threads)
-    tf_inter_op_threads: int = 0  # 0: 1
+    tf_intra_op_threads: int = 0  # 0: TensorFlow's default (all cores)
+    tf_inter_op_threads: int = 0
     xla: bool = False
     drain_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0

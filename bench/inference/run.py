@@ -33,7 +33,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.inference.fixtures import export_bench_model, write_images
-from inference_svc.runtime.tensorflow import serving_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -189,17 +188,13 @@ def run_model(
     on_flags: list[str] = []
     off_flags: list[str] = []
     for round_ in range(rounds):
-        # The limit is the better of TensorFlow's default thread pools and the server's (serving_threads):
-        # whichever suits this model, the server is held to it.
-        for intra, inter in ((0, 0), serving_threads(cores, 2)):
-            print(f"== {model} round {round_ + 1}/{rounds}: in-process limit, TF threads {intra}/{inter}", flush=True)
-            (limit,) = json_lines(
-                ["-m", "bench.inference.inprocess", "--model-dir", str(version), "--images", str(images),
-                 "--decode-workers", str(cores), "--seconds", str(max(1.5, seconds / 2)),
-                 "--tf-intra-op-threads", str(intra), "--tf-inter-op-threads", str(inter)],
-                timeout=1800,
-            )  # fmt: skip
-            limits.append(limit)
+        print(f"== {model} round {round_ + 1}/{rounds}: in-process limit", flush=True)
+        (limit,) = json_lines(
+            ["-m", "bench.inference.inprocess", "--model-dir", str(version), "--images", str(images),
+             "--decode-workers", str(cores), "--seconds", str(max(1.5, seconds / 2))],
+            timeout=1800,
+        )  # fmt: skip
+        limits.append(limit)
         if not on_flags:
             # The service's defaults (max_batch_size 32, padding sizes, 2 batch threads, 1 ms timeout).
             on_flags = ["--decode-workers", str(cores)]
@@ -207,8 +202,7 @@ def run_model(
             # bound is raised so that no request of the sweep is refused.
             off_flags = ["--decode-workers", str(cores), "--no-enable-batching", "--num-batch-threads", str(cores)]
             off_flags += ["--max-enqueued-batches", str(2 * max(concurrency))]
-        best_limit = max(r["limit_images_per_second"] for r in limits[-2:])
-        rates = [round(best_limit * f) for f in (0.5, 0.8)]
+        rates = [round(limit["limit_images_per_second"] * f) for f in (0.5, 0.8)]
         print(
             f"== {model} round {round_ + 1}/{rounds}: batching on ({' '.join(on_flags)}) "
             f"and off ({' '.join(off_flags)}), alternating",

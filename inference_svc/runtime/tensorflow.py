@@ -34,22 +34,11 @@ class TensorFlowOptions:
     xla: bool = False
 
 
-def serving_threads(cores: int, concurrent_batches: int) -> tuple[int, int]:
-    """(intra-op, inter-op) threads for a server running ``concurrent_batches`` batches at once on ``cores``.
-
-    TensorFlow's own default gives every op a pool the size of the machine; with two batch threads, the
-    decode pool and the RPC threads also on those cores, its spinning workers compete with all of them.
-    Sharing the cores out instead (cores ÷ batches per op, one op at a time per call) cut the CPU per
-    request and the single-request latency on 2 cores (docs/inference.md, Tuning).
-    """
-    return max(1, cores // max(1, concurrent_batches)), 1
-
-
 def configure(options: TensorFlowOptions) -> list[str]:
     """Thread pools and GPU memory growth; only the first call in a process has an effect.
 
-    Returns the GPUs TensorFlow sees. 0 leaves a pool at TensorFlow's default size (the server
-    passes :func:`serving_threads` instead; see docs/inference.md).
+    Returns the GPUs TensorFlow sees. On a CPU the defaults (one intra-op pool the size of the
+    machine, shared by concurrent batches) are usually best; see docs/inference.md.
     """
     global _done
     import tensorflow as tf

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.inference_svc.support import MODEL, encode, random_image
@@ -56,12 +55,20 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path) ->
             process.wait()
 
 
-@pytest.mark.parametrize(
-    ("cores", "batches", "expected"), [(2, 2, (1, 1)), (16, 2, (8, 1)), (8, 1, (8, 1)), (1, 4, (1, 1))]
-)
-def test_tensorflow_threads_share_the_cores_among_concurrent_batches(
-    cores: int, batches: int, expected: tuple[int, int]
-) -> None:
-    from inference_svc.runtime.tensorflow import serving_threads
+def test_cpu_cores_respects_a_container_cpu_limit(tmp_path: Path) -> None:
+    from inference_svc.settings import cgroup_cpu_limit, cpu_cores
 
-    assert serving_threads(cores, batches) == expected
+    machine = len(os.sched_getaffinity(0))
+    assert cgroup_cpu_limit(tmp_path) is None and cpu_cores(tmp_path) == machine  # no cgroup files: no limit
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # cgroup v2, unlimited
+    assert cgroup_cpu_limit(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # limits.cpu: 1500m
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    assert cpu_cores(tmp_path) == min(machine, 2)
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 0.5 and cpu_cores(tmp_path) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(tmp_path) is None
