@@ -237,8 +237,6 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from trainer_svc.training.predict import LocalPredictor, list_images, predict_paths
-
     if args.top_k < 0:
         raise InvalidArgument("--top-k must be >= 0")
     targets = list(args.images)
@@ -250,6 +248,8 @@ def _predict(args: argparse.Namespace) -> int:
         return code
     if args.model is None:
         raise InvalidArgument("give a model path, or --server/--gateway")
+    from trainer_svc.training.predict import LocalPredictor, list_images, predict_paths  # TensorFlow: local only
+
     paths = [p for t in targets for p in list_images(Path(t))]
     if not paths:
         raise InvalidArgument(f"no images found in {', '.join(targets)}")
