@@ -220,14 +220,14 @@ class Batcher:
         for task in self._pending:
             if task.future.done():  # cancelled by the caller
                 dropped += 1
-                self._count_drop("cancelled")
+                self._count_dropped("cancelled")
             elif task.deadline is not None and task.deadline <= now:
                 task.future.set_exception(
                     DeadlineExceeded(f"model {self.model}: the deadline passed while the request was queued")
                 )
                 self.stats.expired += 1
                 dropped += 1
-                self._count_drop("deadline")
+                self._count_dropped("deadline")
             else:
                 kept.append(task)
                 continue
@@ -286,9 +286,9 @@ class Batcher:
             self._idle.set()
         self._dispatch()
 
-    def _count_drop(self, reason: str) -> None:
+    def _count_dropped(self, reason: str) -> None:
         if self._metrics is not None:
-            self._metrics.child(self._metrics.dropped, "batch", reason).inc()
+            self._metrics.count_dropped("batch", reason)
 
     def _untrack_pending(self, count: int) -> None:
         if self._metrics is not None and count:

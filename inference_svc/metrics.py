@@ -90,6 +90,10 @@ class Metrics:
         self._thread: threading.Thread | None = None
         self.child = LabelChildren()  # child(metric, *labels): metric.labels(*labels), cached for the hot path
 
+    def count_dropped(self, stage: str, reason: str) -> None:
+        """One unit of work skipped at ``stage`` (decode, batch) because of ``reason`` (deadline, cancelled)."""
+        self.child(self.dropped, stage, reason).inc()
+
     def track(self, model: str, method: str) -> RequestTracker:
         """``with metrics.track(model, method):`` counts the request, its code and duration."""
         return RequestTracker(self, model, method)

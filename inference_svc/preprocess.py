@@ -41,7 +41,7 @@ class Preprocessor:
 
     def _count_cancelled(self) -> None:
         if self._metrics is not None:
-            self._metrics.child(self._metrics.dropped, "decode", "cancelled").inc()
+            self._metrics.count_dropped("decode", "cancelled")
 
     def decode_one(
         self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray, deadline: float | None = None
@@ -54,7 +54,7 @@ class Preprocessor:
         """
         if deadline is not None and time.monotonic() >= deadline:
             if self._metrics is not None:
-                self._metrics.child(self._metrics.dropped, "decode", "deadline").inc()
+                self._metrics.count_dropped("decode", "deadline")
             raise DeadlineExceeded("the request's deadline passed while it waited to be decoded")
         start = time.perf_counter()
         out[...] = decode_resize(data, size, interpolation, self.limits, self.use_draft)

@@ -39,6 +39,17 @@ def images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *SHAPE)).astype(np.float32)
 
 
+async def start_held_batch(
+    runtime: GatedRuntime, settings: BatchingSettings, first: np.ndarray
+) -> tuple[Batcher, asyncio.Future[np.ndarray]]:
+    """A batcher whose first batch (``first``) has started and is held at the gate: what comes next queues."""
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
+    runtime.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(first))
+    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    return batcher, running
+
+
 async def test_lone_request_does_not_wait_for_the_timeout(runtime: GatedRuntime) -> None:
     batcher = Batcher(
         MODEL, runtime.predict, BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000), SHAPE
@@ -86,10 +97,7 @@ async def test_large_requests_are_split_and_results_stay_in_order(runtime: Gated
 
 async def test_full_queue_is_rejected_at_once(runtime: GatedRuntime) -> None:
     settings = BatchingSettings(max_batch_size=2, num_batch_threads=1, max_enqueued_batches=1)
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
-    runtime.gate.clear()
-    running = asyncio.ensure_future(batcher.submit(images(2)))
-    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    batcher, running = await start_held_batch(runtime, settings, images(2))
     queued = asyncio.ensure_future(batcher.submit(images(2)))  # fills the one queued batch
     await wait_until(lambda: batcher.queued == 1, what="a queued batch")
     with pytest.raises(ResourceExhausted, match="queue is full"):
@@ -102,10 +110,7 @@ async def test_full_queue_is_rejected_at_once(runtime: GatedRuntime) -> None:
 
 async def test_expired_and_cancelled_requests_are_dropped_before_running(runtime: GatedRuntime) -> None:
     settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1)
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
-    runtime.gate.clear()
-    running = asyncio.ensure_future(batcher.submit(images(1)))
-    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    batcher, running = await start_held_batch(runtime, settings, images(1))
     expired = asyncio.ensure_future(batcher.submit(images(2), deadline=time.monotonic() - 1.0))
     cancelled = asyncio.ensure_future(batcher.submit(images(3)))
     alive = asyncio.ensure_future(batcher.submit(images(1, seed=5)))
@@ -124,10 +129,7 @@ async def test_expired_and_cancelled_requests_are_dropped_before_running(runtime
 
 async def test_timeout_closes_a_partial_batch_while_more_requests_are_decoded(runtime: GatedRuntime) -> None:
     settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=2)
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
-    runtime.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(images(1)))
-    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    batcher, first = await start_held_batch(runtime, settings, images(1))
     batcher.announce()  # another request is being decoded…
     second = asyncio.ensure_future(batcher.submit(images(1)))
     # …so the second request waits for it, but only up to the timeout, then starts on the free thread.
@@ -142,10 +144,7 @@ async def test_timeout_closes_a_partial_batch_while_more_requests_are_decoded(ru
 async def test_a_free_thread_takes_queued_work_at_once_when_nothing_else_is_coming(runtime: GatedRuntime) -> None:
     # A long timeout: only the dispatch rule can start the second batch before the gate opens.
     settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000, num_batch_threads=2)
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE)
-    runtime.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(images(1)))
-    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    batcher, first = await start_held_batch(runtime, settings, images(1))
     second = asyncio.ensure_future(batcher.submit(images(2, seed=5)))
     await wait_until(lambda: batcher.running == 2, what="the second thread to start at once")
     assert batcher.queued == 0
@@ -156,12 +155,8 @@ async def test_a_free_thread_takes_queued_work_at_once_when_nothing_else_is_comi
 
 
 async def test_batching_disabled_runs_each_request_alone_unpadded(runtime: GatedRuntime) -> None:
-    batcher = Batcher(
-        MODEL, runtime.predict, BatchingSettings(enabled=False, max_batch_size=8, num_batch_threads=1), SHAPE
-    )
-    runtime.gate.clear()
-    running = asyncio.ensure_future(batcher.submit(images(3)))
-    await wait_until(lambda: batcher.running == 1, what="a running batch")
+    settings = BatchingSettings(enabled=False, max_batch_size=8, num_batch_threads=1)
+    batcher, running = await start_held_batch(runtime, settings, images(3))
     queued = [asyncio.ensure_future(batcher.submit(images(n))) for n in (1, 2)]
     await wait_until(lambda: batcher.queued == 2, what="two queued requests")
     runtime.gate.set()
