@@ -1,0 +1,86 @@
+"""The in-process TensorFlow runtime answers what the SavedModel's signature answers, with and without XLA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from grpc import aio
+
+from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntime
+from inference_svc.server import InferenceServer
+from tests.inference_svc.support import LABELS, MODEL, SIZE, encode, make_settings, random_image, wait_until
+from tfic import modeldir
+from tfic.errors import IncompatibleModel
+from tfic.imaging import decode_resize
+from tfic.modeldir import ModelMetadata, read_metadata
+from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+
+
+def pixels(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def signature_probabilities(version_dir: Path, images: np.ndarray) -> np.ndarray:
+    loaded = tf.saved_model.load(str(version_dir))
+    outputs = loaded.signatures[modeldir.SIGNATURE_IMAGES](**{modeldir.INPUT_IMAGES: tf.constant(images)})
+    return np.asarray(outputs[modeldir.OUTPUT_PROBABILITIES].numpy())
+
+
+@pytest.mark.parametrize("xla", [False, True], ids=["graph", "xla"])
+def test_runtime_matches_the_signature_at_every_batch_size(model_store: Path, xla: bool) -> None:
+    path = model_store / MODEL / "1"
+    runtime = TensorFlowRuntime(path, read_metadata(path), TensorFlowOptions(xla=xla))
+    try:
+        for n in (1, 3, 8):
+            batch = pixels(n, seed=n)
+            got = runtime.predict(batch)
+            assert got.dtype == np.float32 and got.shape == (n, len(LABELS))
+            np.testing.assert_allclose(got, signature_probabilities(path, batch), atol=1e-5)
+        assert not np.allclose(got[0], got[1], atol=1e-3), "the test images should be classified differently"
+    finally:
+        runtime.close()
+
+
+class _SignatureOnly(tf.Module):
+    """A SavedModel with tfic's image signature but no tracked Keras model (as other exporters write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels = tf.constant(list(LABELS))
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="images")]
+        )
+
+    def _serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]))
+        classes = tf.tile(tf.expand_dims(self.labels, 0), tf.stack([tf.shape(images)[0], 1]))
+        return {modeldir.OUTPUT_PROBABILITIES: probabilities, modeldir.OUTPUT_CLASSES: classes}
+
+
+def test_xla_without_a_tracked_model_is_refused_with_the_reason(tmp_path: Path) -> None:
+    module = _SignatureOnly()
+    tf.saved_model.save(module, str(tmp_path), signatures={modeldir.SIGNATURE_IMAGES: module.serve})
+    meta = ModelMetadata(labels=LABELS, image_shape=(SIZE, SIZE, 3))
+    plain = TensorFlowRuntime(tmp_path, meta)  # without XLA it serves
+    assert plain.predict(pixels(2)).shape == (2, len(LABELS))
+    with pytest.raises(IncompatibleModel, match="--xla needs the Keras model"):
+        TensorFlowRuntime(tmp_path, meta, TensorFlowOptions(xla=True))
+
+
+async def test_server_with_xla_classifies_like_the_saved_model(base_path: Path) -> None:
+    server = await InferenceServer(make_settings(base_path, xla=True)).start()
+    try:
+        await wait_until(lambda: server.repository.available(MODEL), what="tiny/1 to load with XLA")
+        images = [encode(random_image(seed)) for seed in range(4)]
+        async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            response = await classifier_pb2_grpc.ClassifierStub(channel).Classify(
+                classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL), images=images)
+            )
+        served = np.array([list(r.probabilities) for r in response.results])
+        decoded = np.stack([decode_resize(b, (SIZE, SIZE), "bilinear") for b in images]).astype(np.float32)
+        np.testing.assert_allclose(served, signature_probabilities(base_path / MODEL / "1", decoded), atol=1e-5)
+    finally:
+        await server.stop(grace=1.0)
