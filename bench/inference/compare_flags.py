@@ -19,13 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.inference.fixtures import export_bench_model, write_images
+from bench.inference.fixtures import export_bench_model, parse_model_spec, write_images
 from bench.inference.run import inference_server, json_lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=96, help="input size of the benchmark's small CNN")
+    parser.add_argument(
+        "--model", help="NAME:SIZE or NAME:BACKBONE instead of --size (e.g. imagenet:efficientnet_lite0)"
+    )
     parser.add_argument("--variant", action="append", required=True, help="server flags of one variant")
     parser.add_argument("--concurrency", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -33,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/tfic-bench-inference"))
     parser.add_argument("--output", type=Path, help="JSON file for every run")
     args = parser.parse_args(argv)
-    model = f"bench{args.size}"
+    model, kind = parse_model_spec(args.model) if args.model else (f"bench{args.size}", args.size)
     base = args.work / f"models-{model}"
-    export_bench_model(base, model, args.size)
+    export_bench_model(base, model, kind)
     images = args.work / "images"
     write_images(images, 64, 640, 480)
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -1,4 +1,10 @@
-"""The benchmark's model and images: a real exported small CNN and photo-like JPEGs, deterministic."""
+"""The benchmark's models and images, deterministic.
+
+Models: the trainer's ``small_cnn`` exported at a given input size (``NAME:SIZE``, e.g. ``bench32:32``:
+little compute per image, so the server's own overhead shows), or a pretrained backbone with its
+ImageNet head (``NAME:BACKBONE``, e.g. ``imagenet:efficientnet_lite0``: real weights, 224 px — what
+a deployed classifier costs). Images: photo-like JPEGs.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,19 @@ import numpy as np
 from PIL import Image
 
 
-def export_bench_model(base: Path, name: str, size: int, classes: int = 10, seed: int = 0) -> Path:
-    """A small CNN (trainer's ``small_cnn``) at ``size``×``size``, exported as version 1 (reused if present)."""
+def export_bench_model(base: Path, name: str, size: int | str, classes: int = 10, seed: int = 0) -> Path:
+    """Version 1 of ``name`` under ``base`` (reused if present).
+
+    ``size`` an int: the trainer's ``small_cnn`` at ``size``×``size``; a string: that pretrained
+    backbone with its ImageNet classifier (``tfic backbones export``).
+    """
     existing = base / name / "1"
     if (existing / "saved_model.pb").is_file():
         return existing
+    if isinstance(size, str):
+        from trainer_svc.training.pretrained import export_pretrained
+
+        return export_pretrained(size, base, name)[1]
     from tfic.modeldir import ModelMetadata, Preprocessing
     from trainer_svc.training import architectures
     from trainer_svc.training.export import export_version
@@ -51,3 +65,11 @@ def write_images(directory: Path, count: int, width: int, height: int) -> list[P
             path.write_bytes(photo(i, width, height))
         paths.append(path)
     return paths
+
+
+def parse_model_spec(spec: str) -> tuple[str, int | str]:
+    """``bench32:32`` → ("bench32", 32); ``imagenet:efficientnet_lite0`` → ("imagenet", "efficientnet_lite0")."""
+    name, _, kind = spec.partition(":")
+    if not name or not kind:
+        raise ValueError(f"model spec {spec!r}: expected NAME:SIZE or NAME:BACKBONE")
+    return name, int(kind) if kind.isdigit() else kind

@@ -32,7 +32,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.inference.fixtures import export_bench_model, write_images
+from bench.inference.fixtures import export_bench_model, parse_model_spec, write_images
+from tfic.modeldir import read_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -168,7 +169,7 @@ def sweep_pair(
 
 def run_model(
     model: str,
-    size: int,
+    size: int | str,
     work: Path,
     images: Path,
     concurrency: list[int],
@@ -182,6 +183,7 @@ def run_model(
     """
     base = work / f"models-{model}"  # one model per server
     version = export_bench_model(base, model, size)
+    height, width, _ = read_metadata(version).image_shape
     limits: list[dict[str, Any]] = []
     on_rounds: list[list[dict[str, Any]]] = []
     off_rounds: list[list[dict[str, Any]]] = []
@@ -219,7 +221,7 @@ def run_model(
     on, off = best_of(on_rounds), best_of(off_rounds)
     return {
         "model": model,
-        "input": f"{size}x{size}x3",
+        "input": f"{height}x{width}x3",
         "in_process": limit,
         "batching_on": {"flags": on_flags, "runs": on, "rounds": on_rounds},
         "batching_off": {"flags": off_flags, "runs": off, "rounds": off_rounds},
@@ -345,7 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "inference" / "results")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tfic-bench-inference"))
-    parser.add_argument("--models", default="bench32:32,bench96:96", help="NAME:SIZE,… (small_cnn models)")
+    parser.add_argument(
+        "--models",
+        default="bench32:32,bench96:96,imagenet:efficientnet_lite0",
+        help="NAME:SIZE (small_cnn at SIZE px) or NAME:BACKBONE (pretrained, ImageNet head), comma-separated",
+    )
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each point keeps its best")
@@ -369,9 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rpc_floor = floor["rows"]
     entries = []
     for spec in args.models.split(","):
-        name, size = spec.split(":")
+        name, size = parse_model_spec(spec)
         entries.append(
-            run_model(name, int(size), args.work, images, [int(c) for c in args.concurrency.split(",")],
+            run_model(name, size, args.work, images, [int(c) for c in args.concurrency.split(",")],
                       args.seconds, cores, args.rounds)
         )  # fmt: skip
     for entry in entries:
