@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inference_svc.settings import MIB, BatchingSettings, Settings, VersionPolicy, cpu_cores, int_tuple
+from inference_svc.settings import EVENT_LOOPS, MIB, BatchingSettings, Settings, VersionPolicy, cpu_cores, int_tuple
 from tfic.errors import InvalidArgument
 from tfic.settings import add_flag
 
@@ -44,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=9100,
         env="TFIC_INFERENCE_METRICS_PORT",
         help="Prometheus /metrics port (0: any free port, negative: off)",
+    )
+    add_flag(
+        g,
+        "--event-loop",
+        default="uvloop",
+        choices=EVENT_LOOPS,
+        env=_inference("event-loop"),
+        help="the event loop serving gRPC: uvloop (less CPU per call) or Python's own asyncio",
     )
     g = parser.add_argument_group("model repository")
     add_flag(

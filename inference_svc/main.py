@@ -21,6 +21,12 @@ def run(args: argparse.Namespace) -> int:
     settings = flags.from_args(args)  # validate before importing TensorFlow
     from inference_svc.server import serve
 
+    if settings.event_loop == "uvloop":
+        # grpc.aio runs on any asyncio loop; uvloop's cheaper callbacks and thread wake-ups
+        # (every decode and batch result comes back through one) cost less CPU per request.
+        import uvloop
+
+        return uvloop.run(serve(settings))
     return asyncio.run(serve(settings))
 
 

@@ -206,9 +206,10 @@ class InferenceServer:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    log.info("event loop %s", "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio")
     server = InferenceServer(settings)
     await server.start()
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -16,6 +16,7 @@ from tfic.errors import InvalidArgument
 from tfic.imaging import DecodeLimits
 
 RUNTIMES = ("tensorflow", "tfserving")
+EVENT_LOOPS = ("uvloop", "asyncio")
 MIB = 1024 * 1024
 
 
@@ -165,6 +166,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8500
     metrics_port: int = 9100  # 0: an ephemeral port (tests); negative: no metrics endpoint
+    event_loop: str = "uvloop"  # read by the entry point, which creates the loop
     model_base_path: Path | None = None
     model_name: str = ""  # the model's name when --model-base-path is itself one model's directory
     model_config_file: Path | None = None
@@ -198,6 +200,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.model_base_path is None and self.model_config_file is None:
             raise InvalidArgument("set --model-base-path or --model-config-file")
+        if self.event_loop not in EVENT_LOOPS:
+            raise InvalidArgument(f"unknown event loop {self.event_loop!r}; choose one of {', '.join(EVENT_LOOPS)}")
         if self.runtime not in RUNTIMES:
             raise InvalidArgument(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.runtime == "tfserving" and not self.tfserving_target:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.inference_svc.support import MODEL, encode, random_image
@@ -18,8 +19,10 @@ from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, event_loop: str) -> None:
     env = {**os.environ, "TFIC_MODEL_BASE_PATH": str(base_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["TFIC_INFERENCE_EVENT_LOOP"] = event_loop
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "inference_svc", "--log-level", "info", "--host", "127.0.0.1", "--port", "0"]
     command += ["--metrics-port", "-1", "--drain-seconds", "0.2", "--shutdown-grace-seconds", "2"]
@@ -27,12 +30,15 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path) ->
     try:
         assert process.stderr is not None
         port = None
+        head = []
         for line in process.stderr:
+            head.append(line)
             found = re.search(r"listening on [\d.]+:(\d+)", line)
             if found:
                 port = int(found.group(1))
                 break
         assert port, "the server never said where it listens"
+        assert f"event loop {event_loop}" in "".join(head)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for response in health.Watch(health_pb2.HealthCheckRequest(service=MODEL), timeout=120):
