@@ -16,7 +16,6 @@ and inference into the machine's cores.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -27,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from grpc import aio
 
 from bench.inference.loadgen import build_requests, closed_loop
@@ -106,12 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve())
+        uvloop.run(_serve())  # as the inference service runs by default
         return 0
     if args.images is None:
         parser.error("--images is required")
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
-    rows = asyncio.run(measure(images, [int(c) for c in args.concurrency.split(",")], args.seconds))
+    rows = uvloop.run(measure(images, [int(c) for c in args.concurrency.split(",")], args.seconds))
     print(json.dumps({"rows": rows}), flush=True)
     return 0
 
