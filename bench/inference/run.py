@@ -225,7 +225,7 @@ def run_model(
         "in_process": limit,
         "batching_on": {"flags": on_flags, "runs": on, "rounds": on_rounds},
         "batching_off": {"flags": off_flags, "runs": off, "rounds": off_rounds},
-        "goals": goals(limit, on, off),
+        "goals": goals(limit, on, off) | {"batching_on_over_off_by_round": paired_on_off(on_rounds, off_rounds)},
     }
 
 
@@ -272,6 +272,22 @@ def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, A
     return result
 
 
+def paired_on_off(
+    on_rounds: list[list[dict[str, Any]]], off_rounds: list[list[dict[str, Any]]]
+) -> dict[int, list[float]]:
+    """Per concurrency, on/off throughput of the two runs of each round (loaded back to back, seconds apart).
+
+    Not a goal, the noise around it: where both modes run the same code (one client, or batches of
+    one), these ratios scatter around 1 by this machine's run-to-run noise.
+    """
+    paired: dict[int, list[float]] = {}
+    for on, off in zip(on_rounds, off_rounds, strict=True):
+        for a, b in zip(on, off, strict=False):
+            if a["mode"] == b["mode"] == "closed" and a["concurrency"] == b["concurrency"] and b["throughput"] > 0:
+                paired.setdefault(a["concurrency"], []).append(a["throughput"] / b["throughput"])
+    return paired
+
+
 def cpu_ceiling(limit: dict[str, Any], rpc_floor: list[dict[str, Any]], cores: int) -> dict[str, Any]:
     """The best fraction of the in-process limit any server can reach here, from CPU accounting alone.
 
@@ -287,15 +303,27 @@ def cpu_ceiling(limit: dict[str, Any], rpc_floor: list[dict[str, Any]], cores: i
         return {}
     rpc_seconds = (c16["server_cpu_ms_per_request"] + c16["client_cpu_ms_per_request"]) / 1e3
     used = at_best["cpu_cores"]
-    ceiling = cores / (used + best["limit_images_per_second"] * rpc_seconds)
-    return {
+    rate = best["limit_images_per_second"]
+    ceiling = cores / (used + rate * rpc_seconds)
+    result: dict[str, Any] = {
         "c16_cpu_ceiling": {
             "value": min(1.0, ceiling),
             "in_process_cores_used": used,
             "rpc_cpu_ms_per_request": rpc_seconds * 1e3,
-            "limit_images_per_second": best["limit_images_per_second"],
+            "limit_images_per_second": rate,
         }
     }
+    # The same bound with the in-process CPU per image at batch 16, the largest batch 16 closed-loop
+    # clients can form: F × L × (cpu per image at 16 + R) ≤ cores. Tighter when the best batch is larger.
+    at16 = [b for r in limit.get("rounds", [limit]) for b in r["batches"] if b["batch_size"] == 16]
+    if at16 and all("cpu_cores" in b for b in at16):
+        b16 = max(at16, key=lambda b: max(b["sequential"], b["pipelined"]))
+        per_image = b16["cpu_cores"] / max(b16["sequential"], b16["pipelined"])
+        result["c16_cpu_ceiling_at_batch_16"] = {
+            "value": min(1.0, cores / (rate * (per_image + rpc_seconds))),
+            "in_process_cpu_ms_per_image_at_batch_16": per_image * 1e3,
+        }
+    return result
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -337,6 +365,9 @@ def regoal(path: Path) -> None:
     results = json.loads(path.read_text())
     for entry in results["models"]:
         entry["goals"] = goals(entry["in_process"], entry["batching_on"]["runs"], entry["batching_off"]["runs"])
+        entry["goals"]["batching_on_over_off_by_round"] = paired_on_off(
+            entry["batching_on"]["rounds"], entry["batching_off"]["rounds"]
+        )
         if "rpc_floor" in results:
             entry["goals"].update(cpu_ceiling(entry["in_process"], results["rpc_floor"], results["machine"]["cores"]))
     path.write_text(json.dumps(results, indent=2) + "\n")
