@@ -23,14 +23,17 @@ from bench.inference.fixtures import photo
 from tfic.imaging import DecodeLimits, decode_resize
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def _time_side_by_side(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """Median milliseconds of each function, their runs interleaved so that drift hits them alike."""
+    for fn in fns:
         fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples) * 1e3)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [float(np.median(s) * 1e3) for s in samples]
 
 
 def measure(sizes: Sequence[int], repeat: int) -> dict[str, Any]:
@@ -38,19 +41,29 @@ def measure(sizes: Sequence[int], repeat: int) -> dict[str, Any]:
     limits = DecodeLimits(max_pixels=60_000_000)
     results = []
     for size in sizes:
-        full = _time(lambda s=size: decode_resize(data, (s, s), "bilinear", limits, use_draft=False), repeat)
-        draft = _time(lambda s=size: decode_resize(data, (s, s), "bilinear", limits, use_draft=True), repeat)
-        entry: dict[str, Any] = {"target": size, "full_ms": full, "draft_ms": draft, "speedup": full / draft}
+
+        def full(s: int = size) -> object:
+            return decode_resize(data, (s, s), "bilinear", limits, use_draft=False)
+
+        def draft(s: int = size) -> object:
+            return decode_resize(data, (s, s), "bilinear", limits, use_draft=True)
+
+        fns: list[Callable[[], object]] = [full, draft]
         try:
             import simplejpeg
 
-            def turbo(s: int = size) -> np.ndarray:
+            def turbo(s: int = size) -> object:
                 pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=s, min_width=s)
                 return np.asarray(Image.fromarray(pixels).resize((s, s), Image.Resampling.BILINEAR))
 
-            entry["simplejpeg_ms"] = _time(turbo, repeat)
+            fns.append(turbo)
         except ImportError:
             pass
+        times = _time_side_by_side(fns, repeat)
+        entry: dict[str, Any] = {"target": size, "full_ms": times[0], "draft_ms": times[1]}
+        entry["speedup"] = times[0] / times[1]
+        if len(times) > 2:
+            entry["simplejpeg_ms"] = times[2]
         a = decode_resize(data, (size, size), "bilinear", limits, use_draft=False).astype(np.float32)
         b = decode_resize(data, (size, size), "bilinear", limits, use_draft=True).astype(np.float32)
         entry["mean_abs_pixel_difference"] = float(np.abs(a - b).mean())
@@ -61,7 +74,7 @@ def measure(sizes: Sequence[int], repeat: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="224,32", help="model input sizes")
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=25, help="interleaved runs of each path")
     args = parser.parse_args(argv)
     print(json.dumps(measure([int(s) for s in args.sizes.split(",")], args.repeat)), flush=True)
     return 0
