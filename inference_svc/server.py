@@ -107,7 +107,9 @@ def default_runtime_factory(settings: Settings) -> RuntimeFactory:
     from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntimeFactory
 
     return TensorFlowRuntimeFactory(
-        TensorFlowOptions(settings.tf_intra_op_threads, settings.tf_inter_op_threads, settings.xla)
+        TensorFlowOptions(
+            settings.tf_intra_op_threads, settings.tf_inter_op_threads, settings.xla, settings.mixed_precision
+        )
     )
 
 

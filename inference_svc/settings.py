@@ -17,6 +17,7 @@ from tfic.imaging import DecodeLimits
 
 RUNTIMES = ("tensorflow", "tfserving")
 EVENT_LOOPS = ("uvloop", "asyncio")
+MIXED_PRECISIONS = ("off", "float16", "bfloat16")
 MIB = 1024 * 1024
 
 
@@ -190,6 +191,7 @@ class Settings:
     tf_intra_op_threads: int = 0  # 0: TensorFlow's default (all cores)
     tf_inter_op_threads: int = 0
     xla: bool = False
+    mixed_precision: str = "off"  # off, float16 (GPU), bfloat16 (CPU with oneDNN)
     drain_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     keepalive_time_seconds: float = 30.0
@@ -202,6 +204,14 @@ class Settings:
             raise InvalidArgument("set --model-base-path or --model-config-file")
         if self.event_loop not in EVENT_LOOPS:
             raise InvalidArgument(f"unknown event loop {self.event_loop!r}; choose one of {', '.join(EVENT_LOOPS)}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise InvalidArgument(
+                f"unknown mixed precision {self.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISIONS)}"
+            )
+        if self.xla and self.mixed_precision != "off":
+            raise InvalidArgument(
+                "--xla and --mixed-precision do not combine (XLA skips the graph rewrite); choose one"
+            )
         if self.runtime not in RUNTIMES:
             raise InvalidArgument(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.runtime == "tfserving" and not self.tfserving_target:

@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--tf-intra-op-threads", type=int, default=0, help="0: TensorFlow's default (all cores)")
     parser.add_argument("--tf-inter-op-threads", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--mixed-precision", default="off", choices=("off", "float16", "bfloat16"))
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)
     return 0
@@ -55,7 +56,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntime, configure
     from tfic.modeldir import read_metadata
 
-    configure(TensorFlowOptions(args.tf_intra_op_threads, args.tf_inter_op_threads))
+    configure(
+        TensorFlowOptions(args.tf_intra_op_threads, args.tf_inter_op_threads, mixed_precision=args.mixed_precision)
+    )
     meta = read_metadata(args.model_dir)
     runtime = TensorFlowRuntime(args.model_dir, meta)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
@@ -130,6 +133,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "limit_images_per_second": max(best["sequential"], best["pipelined"]),
         "decode_workers": args.decode_workers,
         "tf_threads": [args.tf_intra_op_threads, args.tf_inter_op_threads],  # 0: TensorFlow's default
+        "mixed_precision": args.mixed_precision,
         "images": len(images),
     }
 

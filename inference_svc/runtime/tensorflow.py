@@ -32,6 +32,12 @@ class TensorFlowOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     xla: bool = False
+    mixed_precision: str = "off"  # off, float16, bfloat16
+
+
+# Grappler's graph rewrites behind each --mixed-precision choice: float16 where a GPU runs the op
+# (TensorFlow skips the pass without one), bfloat16 on the CPU through oneDNN.
+_MIXED_PRECISION_PASSES = {"float16": "auto_mixed_precision", "bfloat16": "auto_mixed_precision_onednn_bfloat16"}
 
 
 def configure(options: TensorFlowOptions) -> list[str]:
@@ -55,6 +61,7 @@ def configure(options: TensorFlowOptions) -> list[str]:
                 tf.config.threading.set_inter_op_parallelism_threads(options.inter_op_threads)
         except RuntimeError as exc:  # the runtime was initialised earlier in this process
             log.warning("TensorFlow thread settings not applied: %s", exc)
+        _enable_mixed_precision(tf, options.mixed_precision, bool(gpus))
         for gpu in gpus:
             try:
                 tf.config.experimental.set_memory_growth(gpu, True)
@@ -66,6 +73,25 @@ def configure(options: TensorFlowOptions) -> list[str]:
             ", ".join(g.name for g in gpus) if gpus else "CPU",
         )
         return [g.name for g in gpus]
+
+
+def _enable_mixed_precision(tf: Any, mode: str, have_gpu: bool) -> None:
+    if mode == "off":
+        return
+    if mode == "float16" and not have_gpu:
+        log.warning("--mixed-precision float16 applies to GPUs and none is visible: models run in float32")
+    if mode == "bfloat16" and not _cpu_has_bfloat16():
+        log.warning("--mixed-precision bfloat16: this CPU has neither AVX512-BF16 nor AMX, so bfloat16 may be slower")
+    tf.config.optimizer.set_experimental_options({_MIXED_PRECISION_PASSES[mode]: True})
+    log.info("mixed precision: %s (grappler %s)", mode, _MIXED_PRECISION_PASSES[mode])
+
+
+def _cpu_has_bfloat16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: nothing to tell, no warning
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TensorFlowRuntime(Runtime):

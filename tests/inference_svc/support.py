@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from inference_svc.runtime.base import Runtime
 from inference_svc.settings import BatchingSettings, Settings
 from tfic.modeldir import ModelMetadata
 
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny"
 SIZE = 16
 LABELS = ("cat", "dog", "fish")
@@ -148,3 +153,36 @@ class GatedFactory:
         runtime = GatedRuntime(self.inner(model, version, path, metadata))
         self.runtimes.append(runtime)
         return runtime
+
+
+@dataclass
+class EntryPoint:
+    """A running ``python -m inference_svc``: its process, gRPC port and the log lines read so far."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str]
+
+
+@contextlib.contextmanager
+def run_entry_point(base: Path, *flags: str, env: dict[str, str] | None = None) -> Iterator[EntryPoint]:
+    """``python -m inference_svc`` as deployed, on a free port; yields once it says where it listens."""
+    environ = {**os.environ, "TFIC_MODEL_BASE_PATH": str(base), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    environ["PYTHONPATH"] = str(ROOT) + os.pathsep + environ.get("PYTHONPATH", "")
+    command = [sys.executable, "-m", "inference_svc", "--log-level", "info", "--host", "127.0.0.1", "--port", "0"]
+    command += ["--metrics-port", "-1", *flags]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT)
+    try:
+        assert process.stderr is not None
+        lines: list[str] = []
+        for line in process.stderr:
+            lines.append(line)
+            found = re.search(r"listening on [\d.]+:(\d+)", line)
+            if found:
+                yield EntryPoint(process, int(found.group(1)), lines)
+                return
+        raise AssertionError("the server never said where it listens:\n" + "".join(lines[-20:]))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

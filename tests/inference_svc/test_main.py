@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.inference_svc.support import MODEL, encode, random_image
+from tests.inference_svc.support import MODEL, encode, random_image, run_entry_point
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, event_loop: str) -> None:
-    env = {**os.environ, "TFIC_MODEL_BASE_PATH": str(base_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env["TFIC_INFERENCE_EVENT_LOOP"] = event_loop
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, "-m", "inference_svc", "--log-level", "info", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--metrics-port", "-1", "--drain-seconds", "0.2", "--shutdown-grace-seconds", "2"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        assert process.stderr is not None
-        port = None
-        head = []
-        for line in process.stderr:
-            head.append(line)
-            found = re.search(r"listening on [\d.]+:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, "the server never said where it listens"
-        assert f"event loop {event_loop}" in "".join(head)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    flags = ("--drain-seconds", "0.2", "--shutdown-grace-seconds", "2")
+    with run_entry_point(base_path, *flags, env={"TFIC_INFERENCE_EVENT_LOOP": event_loop}) as server:
+        assert f"event loop {event_loop}" in "".join(server.log)
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for response in health.Watch(health_pb2.HealthCheckRequest(service=MODEL), timeout=120):
                 if response.status == health_pb2.HealthCheckResponse.SERVING:
@@ -51,14 +31,11 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, ev
                 timeout=30,
             )
             assert reply.model_version == 1
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-        rest = process.stderr.read()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+        assert server.process.stderr is not None
+        rest = server.process.stderr.read()
         assert "shutdown requested" in rest and "inference service stopped" in rest
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_cpu_cores_respects_a_container_cpu_limit(tmp_path: Path) -> None:

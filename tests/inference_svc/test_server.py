@@ -16,7 +16,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inference_svc import main
 from inference_svc.flags import from_args
 from inference_svc.server import READINESS_SERVICES, InferenceServer
+from inference_svc.settings import Settings
 from tests.inference_svc.support import MODEL, encode, make_settings, publish_copy, random_image, wait_until
+from tfic.errors import InvalidArgument
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -144,3 +146,15 @@ def test_flags_and_environment_build_the_settings(tmp_path: Path, monkeypatch: p
     assert settings.batching_for("other") == settings.batching
     assert str(settings.version_policy) == "all"
     assert "TFIC_INFERENCE_DECODE_WORKERS" in parser.format_help()
+
+
+def test_runtime_flags_are_validated(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    base = ["--model-base-path", str(tmp_path)]
+    settings = from_args(parser.parse_args([*base, "--mixed-precision", "bfloat16", "--event-loop", "asyncio"]))
+    assert (settings.mixed_precision, settings.event_loop) == ("bfloat16", "asyncio")
+    with pytest.raises(InvalidArgument, match="--xla and --mixed-precision do not combine"):
+        from_args(parser.parse_args([*base, "--xla", "--mixed-precision", "float16"]))
+    with pytest.raises(InvalidArgument, match="unknown event loop 'tokio'"):
+        Settings(model_base_path=tmp_path, event_loop="tokio")
