@@ -19,11 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.upstream import Call, Classification, Inference, ModelInfo, ModelRef, Prediction, VersionInfo
 from tfic import errors
-from tfic.grpc_errors import exception_from_rpc
+from tfic.grpc_errors import REQUEST_ID_METADATA, exception_from_rpc
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 CLASSIFIER_SERVICE = "tfic.v1.Classifier"
-REQUEST_ID_METADATA = "x-request-id"
 
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],

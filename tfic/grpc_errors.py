@@ -42,10 +42,21 @@ def grpc_code(exc: BaseException) -> grpc.StatusCode:
     return code
 
 
+REQUEST_ID_METADATA = "x-request-id"  # set by the gateway (and any client that wants its calls traced)
+
+
+def _request_id(context: aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_METADATA:
+            return str(value)
+    return "-"
+
+
 async def _abort(context: aio.ServicerContext, method: str, exc: BaseException) -> None:
     status = status_for(exc)
     if status is INTERNAL or not isinstance(exc, TficError):
-        log.exception("internal error in %s", method, exc_info=exc)
+        # The caller's request id ties this traceback to the gateway's log line and its 500 response.
+        log.exception("internal error in %s (request id %s)", method, _request_id(context), exc_info=exc)
     trailing = []
     if isinstance(exc, TficError):
         trailing.append((REASON_METADATA, exc.reason))

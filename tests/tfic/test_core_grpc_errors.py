@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -72,3 +73,15 @@ async def test_health_watch_streams_through_the_interceptor(server: str) -> None
         first = await call.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         call.cancel()
+
+
+async def test_internal_errors_are_logged_with_the_callers_request_id(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aio.insecure_channel(server) as channel:
+        unary = channel.unary_unary("/test.Boom/Unary")
+        with caplog.at_level(logging.ERROR, logger="tfic.grpc_errors"), pytest.raises(aio.AioRpcError):
+            await unary(b"bug", metadata=(("x-request-id", "req-42"),))
+    (record,) = [r for r in caplog.records if r.name == "tfic.grpc_errors"]
+    assert "/test.Boom/Unary" in record.getMessage() and "request id req-42" in record.getMessage()
+    assert record.exc_info is not None and "secret internal detail" in str(record.exc_info[1])
