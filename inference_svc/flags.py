@@ -246,7 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MIXED_PRECISIONS,
         env=_inference("mixed-precision"),
         help="let TensorFlow rewrite float32 models to compute in float16 (GPU) or bfloat16 (CPU with oneDNN; "
-        "fast on AVX512-BF16/AMX) — probabilities change by about 1e-3",
+        "fast on AVX512-BF16/AMX) — probabilities change by about 1e-3 to 1e-2",
     )
     g = parser.add_argument_group("connections and shutdown")
     add_flag(
