@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.inference.run import batch_rate
+
 
 def _in_process(entry: dict[str, Any]) -> str:
     limit = entry["in_process"]
     sizes = []
     for b in limit["batches"]:
-        sizes.append(f"{b['batch_size']}: {max(b['sequential'], b['pipelined']):.0f}")
+        sizes.append(f"{b['batch_size']}: {batch_rate(b):.0f}")
     best = next(b for b in limit["batches"] if b["batch_size"] == limit["best_batch_size"])
     return (
         f"In process (decode + model, no RPC), images/s by batch size: {', '.join(sizes)}; "

@@ -242,6 +242,11 @@ def best_of(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return best
 
 
+def batch_rate(batch: dict[str, Any]) -> float:
+    """Images/s of one in-process batch size: the faster of its sequential and pipelined loops."""
+    return max(float(batch["sequential"]), float(batch["pipelined"]))
+
+
 def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, Any]]) -> dict[str, Any]:
     closed_on = {r["concurrency"]: r for r in on if r["mode"] == "closed"}
     closed_off = {r["concurrency"]: r for r in off if r["mode"] == "closed"}
@@ -255,7 +260,7 @@ def goals(limit: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, A
         per_size: dict[int, float] = {}
         for round_ in limit.get("rounds", [limit]):
             for b in round_["batches"]:
-                best = max(b["sequential"], b["pipelined"])
+                best = batch_rate(b)
                 per_size[b["batch_size"]] = max(per_size.get(b["batch_size"], 0.0), best)
         size = min(per_size, key=lambda b: abs(math.log2(b) - math.log2(max(1.0, mean_batch))))  # nearest measured
         result["c16_fraction_of_in_process_at_the_batch_size_it_forms"] = {
@@ -317,8 +322,8 @@ def cpu_ceiling(limit: dict[str, Any], rpc_floor: list[dict[str, Any]], cores: i
     # clients can form: F × L × (cpu per image at 16 + R) ≤ cores. Tighter when the best batch is larger.
     at16 = [b for r in limit.get("rounds", [limit]) for b in r["batches"] if b["batch_size"] == 16]
     if at16 and all("cpu_cores" in b for b in at16):
-        b16 = max(at16, key=lambda b: max(b["sequential"], b["pipelined"]))
-        per_image = b16["cpu_cores"] / max(b16["sequential"], b16["pipelined"])
+        b16 = max(at16, key=batch_rate)
+        per_image = b16["cpu_cores"] / batch_rate(b16)
         result["c16_cpu_ceiling_at_batch_16"] = {
             "value": min(1.0, cores / (rate * (per_image + rpc_seconds))),
             "in_process_cpu_ms_per_image_at_batch_16": per_image * 1e3,

@@ -80,13 +80,13 @@ def _enable_mixed_precision(tf: Any, mode: str, have_gpu: bool) -> None:
         return
     if mode == "float16" and not have_gpu:
         log.warning("--mixed-precision float16 applies to GPUs and none is visible: models run in float32")
-    if mode == "bfloat16" and not _cpu_has_bfloat16():
+    if mode == "bfloat16" and not cpu_has_bfloat16():
         log.warning("--mixed-precision bfloat16: this CPU has neither AVX512-BF16 nor AMX, so bfloat16 may be slower")
     tf.config.optimizer.set_experimental_options({_MIXED_PRECISION_PASSES[mode]: True})
     log.info("mixed precision: %s (grappler %s)", mode, _MIXED_PRECISION_PASSES[mode])
 
 
-def _cpu_has_bfloat16() -> bool:
+def cpu_has_bfloat16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from inference_svc.runtime.base import Runtime
@@ -186,3 +188,11 @@ def run_entry_point(base: Path, *flags: str, env: dict[str, str] | None = None) 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def wait_serving(channel: grpc.Channel, service: str, timeout: float = 120.0) -> None:
+    """Block until the health service reports ``service`` SERVING (a Watch stream, no polling)."""
+    request = health_pb2.HealthCheckRequest(service=service)
+    for response in health_pb2_grpc.HealthStub(channel).Watch(request, timeout=timeout):
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            return

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.inference_svc.support import MODEL, encode, random_image, run_entry_point
+from tests.inference_svc.support import MODEL, encode, random_image, run_entry_point, wait_serving
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 
@@ -20,10 +19,7 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, ev
     with run_entry_point(base_path, *flags, env={"TFIC_INFERENCE_EVENT_LOOP": event_loop}) as server:
         assert f"event loop {event_loop}" in "".join(server.log)
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for response in health.Watch(health_pb2.HealthCheckRequest(service=MODEL), timeout=120):
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    break
+            wait_serving(channel, MODEL)
             reply = classifier_pb2_grpc.ClassifierStub(channel).Classify(
                 classifier_pb2.ClassifyRequest(
                     model=common_pb2.ModelSpec(name=MODEL), images=[encode(random_image(3))]

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntime
+from inference_svc.runtime.tensorflow import TensorFlowOptions, TensorFlowRuntime, cpu_has_bfloat16
 from inference_svc.server import InferenceServer
 from tests.inference_svc.support import (
     LABELS,
@@ -21,6 +20,7 @@ from tests.inference_svc.support import (
     make_settings,
     random_image,
     run_entry_point,
+    wait_serving,
     wait_until,
 )
 from tfic import modeldir
@@ -97,11 +97,6 @@ async def test_server_with_xla_classifies_like_the_saved_model(base_path: Path) 
         await server.stop(grace=1.0)
 
 
-def _cpu_has_bfloat16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def test_bfloat16_mixed_precision_serves_close_to_float32(base_path: Path) -> None:
     """In its own process: the graph rewrite is process-wide, and float32 tests must stay exact."""
     images = [encode(random_image(seed)) for seed in range(6)]
@@ -109,10 +104,7 @@ def test_bfloat16_mixed_precision_serves_close_to_float32(base_path: Path) -> No
     expected = signature_probabilities(base_path / MODEL / "1", decoded)
     with run_entry_point(base_path, "--mixed-precision", "bfloat16") as server:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=MODEL), timeout=120)
-            for response in watch:
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    break
+            wait_serving(channel, MODEL)
             reply = classifier_pb2_grpc.ClassifierStub(channel).Classify(
                 classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL), images=images), timeout=60
             )
@@ -123,5 +115,5 @@ def test_bfloat16_mixed_precision_serves_close_to_float32(base_path: Path) -> No
     assert served.shape == expected.shape
     np.testing.assert_allclose(served, expected, atol=0.02)  # bfloat16 keeps ~3 significant digits
     assert [r.predicted_index for r in reply.results] == list(expected.argmax(axis=1))
-    if _cpu_has_bfloat16():  # the rewrite really ran: not bit-identical to float32
+    if cpu_has_bfloat16():  # the rewrite really ran: not bit-identical to float32
         assert not np.array_equal(served, expected)
