@@ -77,6 +77,8 @@ class ModelMetadata:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     dataset_fingerprint: str = ""
+    # How the published weights were chosen: recipe, phases, epochs run, the exported epoch.
+    training: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     tfic_version: str = ""
     format_version: int = FORMAT_VERSION
@@ -107,6 +109,7 @@ class ModelMetadata:
             hyperparameters=dict(data.get("hyperparameters") or {}),
             metrics={k: float(v) for k, v in (data.get("metrics") or {}).items()},
             dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
+            training=dict(data.get("training") or {}),
             created=str(data.get("created", "")),
             tfic_version=str(data.get("tfic_version", "")),
             format_version=int(data.get("format_version", FORMAT_VERSION)),

@@ -263,7 +263,8 @@ def _follow(client: _Client, job: str, as_json: bool, expect: int = pb.JOB_STATE
                 bar.set_postfix(shown)
             else:
                 metrics = " ".join(f"{k}={v}" for k, v in shown.items())
-                print(f"epoch {m.epoch}/{m.epochs} {metrics} ({m.images_per_second:.0f} img/s)", file=sys.stderr)
+                phase = f" [{m.phase}]" if m.phase else ""
+                print(f"epoch {m.epoch}/{m.epochs}{phase} {metrics} ({m.images_per_second:.0f} img/s)", file=sys.stderr)
         else:
             if bar is not None:
                 bar.close()

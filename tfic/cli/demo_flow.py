@@ -49,7 +49,8 @@ def _train(address: str, name: str, data: Path, model_name: str, hp: dict[str, s
             if kind == "epoch":
                 e = event.epoch
                 shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(e.values.items()))
-                print(f"  epoch {e.epoch}/{e.epochs} {shown} ({e.images_per_second:.0f} img/s)", flush=True)
+                phase = f" [{e.phase}]" if e.phase else ""
+                print(f"  epoch {e.epoch}/{e.epochs}{phase} {shown} ({e.images_per_second:.0f} img/s)", flush=True)
             elif kind == "state":
                 reason = f": {event.failure_reason}" if event.failure_reason else ""
                 print(f"  state {pb.JobState.Name(event.state)}{reason}")

@@ -110,7 +110,7 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
             dest=f"hp__{spec.name}",
             metavar="V",
             action="append",
-            help=f"{spec.help} ({spec.describe_range()}; default {spec.default})",
+            help=f"{spec.help} ({spec.describe_range()}; default {spec.default_text})",
         )
 
 
@@ -162,23 +162,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_sink(event: dict[str, Any]) -> None:
+    from trainer_svc.training.events import describe
+
     kind = event.get("type")
+    if kind in ("data", "recipe", "features", "base", "epoch", "early_stopping"):
+        print(describe(event), file=sys.stderr)
     if kind == "data":
-        print(
-            f"data: {len(event['classes'])} classes, {event['train_images']} training and "
-            f"{event['validation_images']} validation images"
-            + (f", {len(event['skipped'])} unreadable images skipped" if event["skipped"] else ""),
-            file=sys.stderr,
-        )
         for s in event["skipped"]:
             print(f"  skipped {s['key']}: {s['reason']}", file=sys.stderr)
-    elif kind == "epoch":
-        m = event["metrics"]
-        shown = " ".join(f"{k}={v:.4f}" for k, v in m.items())
-        print(
-            f"epoch {event['epoch']}/{event['epochs']} {shown} ({event['images_per_second']:.0f} img/s)",
-            file=sys.stderr,
-        )
+    elif kind == "model" and event.get("exported_epoch") is not None:
+        print(f"published epoch {event['exported_epoch']}", file=sys.stderr)
 
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -127,6 +127,7 @@ def metrics_to_pb(metrics: EpochMetrics) -> pb.EpochMetrics:
         values=metrics.values,
         seconds=metrics.seconds,
         images_per_second=metrics.images_per_second,
+        phase=metrics.phase,
     )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from trainer_svc.training import events
+
 
 class JobState(StrEnum):
     PENDING = "Pending"
@@ -102,6 +104,7 @@ class EpochMetrics:
     values: dict[str, float]
     seconds: float = 0.0
     images_per_second: float = 0.0
+    phase: str = ""
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> EpochMetrics:
@@ -111,6 +114,7 @@ class EpochMetrics:
             values={str(k): float(v) for k, v in (data.get("metrics") or data.get("values") or {}).items()},
             seconds=float(data.get("seconds", 0.0)),
             images_per_second=float(data.get("images_per_second", 0.0)),
+            phase=str(data.get("phase", "")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +124,7 @@ class EpochMetrics:
             "values": self.values,
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
+            "phase": self.phase,
         }
 
 
@@ -179,22 +184,6 @@ class JobEvent:
             return str(d.get("message", ""))
         if self.type == "start":
             return f"training started (attempt {self.attempt}, model {d.get('model_name', '?')})"
-        if self.type == "data":
-            skipped = d.get("skipped") or []
-            extra = f", {len(skipped)} unreadable images skipped" if skipped else ""
-            return (
-                f"data: {len(d.get('classes') or [])} classes, {d.get('train_images', 0)} training and "
-                f"{d.get('validation_images', 0)} validation images{extra}"
-            )
-        if self.type == EPOCH:
-            shown = " ".join(f"{k}={float(v):.4f}" for k, v in (d.get("metrics") or {}).items())
-            return f"epoch {d.get('epoch')}/{d.get('epochs')} {shown}"
-        if self.type == "checkpoint":
-            return f"checkpoint saved after epoch {d.get('epoch')}"
-        if self.type == MODEL:
-            return f"published {d.get('model_name')} version {d.get('version')} at {d.get('path')}"
-        if self.type == "stopped":
-            return "training stopped before it finished; no model version was published"
         if self.type == ERROR:
             return f"error: {d.get('message', '')}"
-        return f"{self.type}: {json.dumps(d, sort_keys=True)}"
+        return events.describe({"type": self.type, **d})

@@ -1,17 +1,23 @@
-"""Keras callbacks: per-epoch events, a progress bar, checkpoints, cooperative stop."""
+"""Keras callbacks: per-epoch events, a progress bar, checkpoints, best-epoch selection, early stopping, stop."""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from trainer_svc.training.events import EventSink
+
+log = logging.getLogger(__name__)
 
 
 def interrupted(model: keras.Model) -> bool:
@@ -19,14 +25,28 @@ def interrupted(model: keras.Model) -> bool:
     return bool(getattr(model, "_tfic_interrupted", False))
 
 
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The rate the optimizer's next step uses, whether it is a number or a schedule."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        lr = lr(optimizer.iterations)
+    return float(keras.backend.get_value(lr))
+
+
 class EpochEvents(keras.callbacks.Callback):  # type: ignore[misc]
-    """Emit one ``epoch`` event per epoch with every metric, the duration and images/s."""
+    """Emit one ``epoch`` event per epoch with every metric, the phase, the duration and images/s.
+
+    One instance lives for the whole run (its ``history`` spans every phase); each phase sets
+    :attr:`phase` and, when the backbone has its own optimizer, :attr:`backbone_optimizer`.
+    """
 
     def __init__(self, sink: EventSink, epochs: int, train_images: int) -> None:
         super().__init__()
         self.sink = sink
         self.epochs = epochs
         self.train_images = train_images
+        self.phase = ""
+        self.backbone_optimizer: keras.optimizers.Optimizer | None = None
         self._start = 0.0
         self.history: list[dict[str, Any]] = []
 
@@ -42,11 +62,14 @@ class EpochEvents(keras.callbacks.Callback):  # type: ignore[misc]
             "type": "epoch",
             "epoch": epoch + 1,
             "epochs": self.epochs,
+            "phase": self.phase,
             "metrics": metrics,
             "seconds": round(seconds, 4),
             "images_per_second": round(self.train_images / seconds, 2) if seconds > 0 else 0.0,
-            "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate)),
+            "learning_rate": current_learning_rate(self.model.optimizer),
         }
+        if self.backbone_optimizer is not None:
+            event["backbone_learning_rate"] = current_learning_rate(self.backbone_optimizer)
         self.history.append(event)
         self.sink(event)
 
@@ -122,15 +145,99 @@ class StopWhen(keras.callbacks.Callback):  # type: ignore[misc]
             self.model._tfic_interrupted = True
 
 
-class StepDecay(keras.callbacks.Callback):  # type: ignore[misc]
-    """MXNet's lr_scheduler_step/factor: multiply the learning rate at the listed epochs."""
+@dataclass
+class Candidate:
+    """An epoch's validation result; epoch 0 is the starting point (the base version, incremental training)."""
 
-    def __init__(self, base_lr: float, steps: tuple[int, ...], factor: float) -> None:
+    epoch: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> tuple[float, float]:
+        # Accuracy is what users and SageMaker's tuning objective judge; the loss breaks ties.
+        return (self.metrics.get("val_accuracy", 0.0), -self.metrics.get("val_loss", float("inf")))
+
+
+class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keep the weights of the best epoch so far (highest validation accuracy, then lowest loss).
+
+    The weights are those of ``model`` (the whole classifier), whichever model is being fitted (the
+    head alone on cached features shares its layers). With ``state_dir`` the best weights and their
+    epoch are also written to disk, so a resumed run still publishes the best epoch of the whole run.
+    """
+
+    def __init__(self, model: keras.Model, state_dir: Path | None) -> None:
         super().__init__()
-        self.base_lr = base_lr
-        self.steps = steps
-        self.factor = factor
+        self.classifier = model
+        self.state_dir = state_dir
+        self.best: Candidate | None = None
+        self._weights: list[np.ndarray] | None = None
+        if state_dir is not None and (state_dir / "best.json").is_file():
+            self.best = Candidate(**json.loads((state_dir / "best.json").read_text()))
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        passed = sum(1 for s in self.steps if epoch >= s)
-        keras.backend.set_value(self.model.optimizer.learning_rate, self.base_lr * self.factor**passed)
+    def offer(self, candidate: Candidate) -> bool:
+        if self.best is not None and candidate.score <= self.best.score:
+            return False
+        self.best = candidate
+        self._weights = [np.copy(w) for w in self.classifier.get_weights()]
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tf.train.Checkpoint(model=self.classifier).write(str(self.state_dir / "weights"))
+            (self.state_dir / "best.json").write_text(
+                json.dumps({"epoch": candidate.epoch, "metrics": candidate.metrics})
+            )
+        return True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if interrupted(self.model):
+            return
+        self.offer(Candidate(epoch + 1, {k: float(v) for k, v in (logs or {}).items() if k != "lr"}))
+
+    def restore(self) -> Candidate | None:
+        """Put the best weights back into the classifier; returns the epoch they come from."""
+        if self.best is None:
+            return None
+        if self._weights is not None:
+            self.classifier.set_weights(self._weights)
+        elif self.state_dir is not None:  # resumed: the best epoch came before the interruption
+            status = tf.train.Checkpoint(model=self.classifier).read(str(self.state_dir / "weights"))
+            status.expect_partial().assert_existing_objects_matched()
+        return self.best
+
+
+class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs; say why.
+
+    Epochs count from the start of the phase; none stops before ``min_epochs``. Unlike Keras's
+    EarlyStopping this restores nothing: which weights are published is ``export_epoch``'s choice.
+    """
+
+    def __init__(self, sink: EventSink, patience: int, min_delta: float, min_epochs: int, first_epoch: int) -> None:
+        super().__init__()
+        self.sink = sink
+        self.patience = patience
+        self.min_delta = min_delta
+        self.min_epochs = min_epochs
+        self.first_epoch = first_epoch
+        self.best_loss = float("inf")
+        self.best_epoch = 0
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if interrupted(self.model):
+            return
+        loss = float((logs or {}).get("val_loss", float("inf")))
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.wait = loss, epoch + 1, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience and epoch + 1 - self.first_epoch >= self.min_epochs:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            reason = (
+                f"validation loss has not improved by more than {self.min_delta:g} for {self.patience} epochs "
+                f"(best {self.best_loss:.4f} at epoch {self.best_epoch})"
+            )
+            log.info("early stopping after epoch %d: %s", epoch + 1, reason)
+            self.sink({"type": "early_stopping", "epoch": epoch + 1, "best_epoch": self.best_epoch, "reason": reason})

@@ -1,7 +1,11 @@
 """Training events: what the CLI prints and logs, and what the Trainer service streams.
 
-Every event is a JSON-serialisable dict with a ``type``: ``start``, ``data`` (dataset summary and
-skipped files), ``epoch`` (metrics), ``checkpoint``, ``model`` (the published version), ``done``.
+Every event is a JSON-serialisable dict with a ``type``: ``start`` (hyperparameters), ``data``
+(dataset summary and skipped files), ``recipe`` (the phases that will run), ``features`` (the
+frozen backbone's features computed once), ``base`` (incremental training: the base version's own
+validation result, epoch 0), ``epoch`` (metrics, phase, learning rates), ``checkpoint``,
+``early_stopping`` (when and why), ``model`` (the published version and the epoch it comes from),
+``stopped``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,46 @@ EventSink = Callable[[Event], None]
 
 def null_sink(event: Event) -> None:
     del event
+
+
+def describe(event: Event) -> str:
+    """One line for people: what ``tfic train`` prints and what ``tfic jobs watch`` shows."""
+    d, kind = event, event.get("type")
+    if kind == "start":
+        return f"training started (model {d.get('model_name', '?')})"
+    if kind == "data":
+        skipped = d.get("skipped") or []
+        extra = f", {len(skipped)} unreadable images skipped" if skipped else ""
+        return (
+            f"data: {len(d.get('classes') or [])} classes, {d.get('train_images', 0)} training and "
+            f"{d.get('validation_images', 0)} validation images{extra}"
+        )
+    if kind == "recipe":
+        phases = ", then ".join(f"{p['name']} for {p['epochs']} epochs" for p in d.get("phases") or [])
+        return f"recipe: {phases}; publishing the {d.get('export_epoch')} epoch"
+    if kind == "features":
+        return (
+            f"backbone features of {d.get('images')} images computed once in {float(d.get('seconds', 0)):.1f} s; "
+            "frozen-backbone epochs train the head on them"
+        )
+    if kind == "base":
+        accuracy = float((d.get("metrics") or {}).get("val_accuracy", 0.0))
+        return f"base version (epoch 0): val_accuracy={accuracy:.4f}"
+    if kind == "epoch":
+        shown = " ".join(f"{k}={float(v):.4f}" for k, v in (d.get("metrics") or {}).items())
+        phase = f" [{d['phase']}]" if d.get("phase") else ""
+        speed = f" ({float(d['images_per_second']):.0f} img/s)" if "images_per_second" in d else ""
+        return f"epoch {d.get('epoch')}/{d.get('epochs')}{phase} {shown}{speed}"
+    if kind == "checkpoint":
+        return f"checkpoint saved after epoch {d.get('epoch')}"
+    if kind == "early_stopping":
+        return f"early stopping after epoch {d.get('epoch')}: {d.get('reason')}"
+    if kind == "model":
+        epoch = f" (epoch {d['exported_epoch']})" if d.get("exported_epoch") is not None else ""
+        return f"published {d.get('model_name')} version {d.get('version')} at {d.get('path')}{epoch}"
+    if kind == "stopped":
+        return "training stopped before it finished; no model version was published"
+    return f"{kind}: {json.dumps({k: v for k, v in d.items() if k != 'type'}, sort_keys=True)}"
 
 
 class JsonLinesSink:

@@ -62,16 +62,31 @@ class Spec:
     choices: tuple[Any, ...] = ()
     aliases: tuple[str, ...] = ()
     rejected: str = ""  # accepted name, but tfic refuses any value but the default, with this reason
+    # "auto" (the default, stored as None) lets the training recipe decide; see trainer_svc/training/recipe.py.
+    auto: bool = False
+
+    @property
+    def default_text(self) -> str:
+        if self.auto and self.default is None:
+            return "auto"
+        if self.kind == "image_shape" and self.default is None:
+            return "model's own"
+        if self.kind == "int_list":
+            return ",".join(map(str, self.default)) or "none"
+        return str(self.default)
 
     def describe_range(self) -> str:
         if self.choices:
-            return "one of " + ", ".join(str(c) for c in self.choices)
+            return "one of " + ", ".join(str(c) for c in (("auto",) if self.auto else ()) + self.choices)
         lo = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
         hi = "" if self.high is None else (f"< {self.high:g}" if self.high_open else f"<= {self.high:g}")
-        return " and ".join(x for x in (lo, hi) if x) or "any value"
+        text = " and ".join(x for x in (lo, hi) if x) or ("true or false" if self.kind == "bool" else "any value")
+        return f"auto, or {text}" if self.auto else text
 
     def parse(self, raw: Any) -> Any:
         value: Any
+        if self.auto and (raw is None or str(raw).strip().lower() == "auto"):
+            return None
         if self.kind == "bool":
             value = _bool(self.name, raw)
         elif self.kind in ("int", "float"):
@@ -144,9 +159,40 @@ def parse_image_shape(raw: Any) -> tuple[int, int, int] | None:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("epochs", "int", 3, "passes over the training data", 1, 100_000),
+    Spec(
+        "recipe",
+        "choice",
+        "tfic",
+        "tfic: head warm-up, fine-tune with decay, best epoch published; sagemaker: SageMaker's literal behaviour",
+        choices=("tfic", "sagemaker"),
+    ),
+    Spec(
+        "epochs",
+        "int",
+        3,
+        "passes over the training data (transfer: fine-tuning epochs, after head_epochs)",
+        1,
+        100_000,
+    ),
+    Spec(
+        "head_epochs",
+        "int",
+        None,
+        "transfer: epochs training only a new head on the frozen backbone before fine-tuning (tfic: 10)",
+        0,
+        100_000,
+        auto=True,
+    ),
     Spec("batch_size", "int", 32, "images per step (global, across devices)", 1, 8192, aliases=("mini_batch_size",)),
-    Spec("learning_rate", "float", 0.001, "optimizer step size", 0, 10, low_open=True),
+    Spec("learning_rate", "float", 0.001, "optimizer step size (transfer: the head's)", 0, 10, low_open=True),
+    Spec(
+        "lr_schedule",
+        "choice",
+        None,
+        "learning-rate schedule (tfic: cosine decay while fine-tuning; step with lr_scheduler_step)",
+        choices=("constant", "cosine", "step"),
+        auto=True,
+    ),
     Spec(
         "optimizer",
         "choice",
@@ -164,6 +210,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("dropout_rate", "float", 0.2, "dropout before the dense head", 0, 1, high_open=True),
     Spec("label_smoothing", "float", 0.1, "label smoothing of the cross-entropy", 0, 1, high_open=True),
     Spec("early_stopping", "bool", False, "stop when validation loss stops improving"),
+    Spec(
+        "export_epoch",
+        "choice",
+        None,
+        "which epoch's weights are published (tfic: best validation accuracy; sagemaker: last)",
+        choices=("best", "last"),
+        auto=True,
+    ),
     Spec("early_stopping_patience", "int", 5, "epochs without improvement before stopping", 1, 10_000),
     Spec("early_stopping_min_delta", "float", 0.0, "smallest absolute improvement that counts", 0, 1e6),
     Spec("early_stopping_min_epochs", "int", 0, "never stop before this many epochs", 0, 100_000),
@@ -188,7 +242,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("checkpoint_frequency", "int", 1, "epochs between checkpoints (0: none; --resume needs them)", 0, 100_000),
     Spec("precision_dtype", "choice", "float32", "compute precision", choices=("float32", "float16", "bfloat16")),
     Spec("image_resize_interpolation", "choice", "bilinear", "resize method", choices=INTERPOLATIONS),
-    Spec("augmentation", "bool", False, "random flip / rotation / zoom during training"),
+    Spec(
+        "augmentation",
+        "bool",
+        None,
+        "random flip / rotation / zoom during training (tfic: light flip + zoom while fine-tuning a backbone)",
+        auto=True,
+    ),
     Spec(
         "augmentation_random_flip",
         "choice",
@@ -208,7 +268,21 @@ SPECS: tuple[Spec, ...] = (
     Spec("seed", "int", 12345, "seed for shuffling, splitting, augmentation and initialisation", 0, 2**31 - 1),
     Spec("train_only_top_layer", "bool", False, "freeze the backbone and train only the head"),
     Spec("reinitialize_top_layer", "choice", "Auto", "new head for a base model", choices=("Auto", "True", "False")),
-    Spec("backbone_learning_rate_multiplier", "float", 1.0, "fine-tuning: backbone lr = lr × this", 0, 1),
+    Spec(
+        "backbone_learning_rate_multiplier",
+        "float",
+        None,
+        "fine-tuning: backbone lr = learning_rate × this (tfic: 0.1; sagemaker: 1)",
+        0,
+        1,
+        auto=True,
+    ),
+    Spec(
+        "cache_backbone_features",
+        "bool",
+        True,
+        "frozen backbone without pixel augmentation: compute its features once, train the head on them",
+    ),
     Spec("use_pretrained_model", "bool", False, "MXNet's transfer-learning switch (= --base-model efficientnet_lite0)"),
     Spec("num_classes", "int", 0, "checked against the data when given", 0, 1_000_000),
     Spec("num_training_samples", "int", 0, "checked against the data when given", 0, 10**10),
@@ -238,9 +312,12 @@ for _spec in SPECS:
 
 @dataclass(frozen=True)
 class Hyperparameters:
+    recipe: str = "tfic"
     epochs: int = 3
+    head_epochs: int | None = None
     batch_size: int = 32
     learning_rate: float = 0.001
+    lr_schedule: str | None = None
     optimizer: str = "adam"
     momentum: float = 0.9
     beta_1: float = 0.9
@@ -252,6 +329,7 @@ class Hyperparameters:
     dropout_rate: float = 0.2
     label_smoothing: float = 0.1
     early_stopping: bool = False
+    export_epoch: str | None = None
     early_stopping_patience: int = 5
     early_stopping_min_delta: float = 0.0
     early_stopping_min_epochs: int = 0
@@ -266,7 +344,7 @@ class Hyperparameters:
     checkpoint_frequency: int = 1
     precision_dtype: str = "float32"
     image_resize_interpolation: str = "bilinear"
-    augmentation: bool = False
+    augmentation: bool | None = None
     augmentation_random_flip: str = "horizontal_and_vertical"
     augmentation_random_rotation: float = 0.2
     augmentation_random_zoom: float = 0.1
@@ -274,7 +352,8 @@ class Hyperparameters:
     seed: int = 12345
     train_only_top_layer: bool = False
     reinitialize_top_layer: str = "Auto"
-    backbone_learning_rate_multiplier: float = 1.0
+    backbone_learning_rate_multiplier: float | None = None
+    cache_backbone_features: bool = True
     use_pretrained_model: bool = False
     num_classes: int = 0
     num_training_samples: int = 0
@@ -283,10 +362,6 @@ class Hyperparameters:
     eval_metric: str = "accuracy"
     resize: int = 0
     kv_store: str = ""
-
-    @property
-    def augment(self) -> bool:
-        return self.augmentation or self.augmentation_type != "none"
 
     @property
     def canonical_optimizer(self) -> str:
@@ -332,7 +407,17 @@ def _check_consistency(hp: Hyperparameters) -> None:
             f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond epochs={hp.epochs}",
             name="lr_scheduler_step",
         )
-    if hp.precision_dtype == "float16" and hp.backbone_learning_rate_multiplier < 1.0:
+    if hp.lr_schedule == "step" and not hp.lr_scheduler_step:
+        raise InvalidHyperparameter(
+            'lr_schedule=step needs lr_scheduler_step (epochs such as "10,20")', name="lr_schedule"
+        )
+    if hp.lr_scheduler_step and hp.lr_schedule not in (None, "step"):
+        raise InvalidHyperparameter(
+            f"lr_scheduler_step is given with lr_schedule={hp.lr_schedule}; use lr_schedule=step or omit it",
+            name="lr_schedule",
+        )
+    multiplier = hp.backbone_learning_rate_multiplier
+    if hp.precision_dtype == "float16" and multiplier is not None and multiplier < 1.0:
         raise InvalidHyperparameter(
             "backbone_learning_rate_multiplier < 1 is not supported with precision_dtype=float16 (loss scaling); "
             "use bfloat16",

@@ -57,6 +57,16 @@ class TficClassifier(keras.Model):
     def set_backbone_optimizer(self, optimizer: keras.optimizers.Optimizer | None) -> None:
         self.backbone_optimizer = optimizer
 
+    def _trackable_children(self, save_type: str = "checkpoint", **kwargs: Any) -> dict[str, Any]:
+        children: dict[str, Any] = super()._trackable_children(save_type, **kwargs)
+        if save_type == "savedmodel":
+            # A published version is for serving and for restoring weights; optimizer slots would
+            # more than double its size, and restored into a later run they would override that
+            # run's own learning rate (deferred restoration), wrecking incremental fine-tuning.
+            children.pop("optimizer", None)
+            children.pop("backbone_optimizer", None)
+        return children
+
     def train_step(self, data: Any) -> dict[str, Any]:
         if self.backbone_optimizer is None:
             return super().train_step(data)  # type: ignore[no-any-return]

@@ -17,6 +17,8 @@ import tf_keras as keras
 from trainer_svc.data.source import DataSource
 from trainer_svc.training.graph_preprocess import decode_and_resize
 from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.recipe import NONE as NO_AUGMENTATION
+from trainer_svc.training.recipe import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Decoded datasets up to this size are cached in memory after the first epoch.
@@ -47,30 +49,25 @@ def _encoded(source: DataSource) -> tf.data.Dataset:
     ).apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 
-def _augmenter(hp: Hyperparameters, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
-    if not hp.augment:
+def _augmenter(aug: Augmentation, seed: int, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+    if not aug.changes_pixels:
         return None
     height, width, _ = image_shape
     steps: list[keras.layers.Layer] = []
-    if hp.augmentation_type in ("crop", "crop_color", "crop_color_transform"):
+    if aug.mxnet_type in ("crop", "crop_color", "crop_color_transform"):
         # MXNet's random crop: zoom in by up to ~12% and crop back to size.
-        steps.append(keras.layers.RandomZoom((-0.12, 0.0), seed=hp.seed, fill_mode="reflect"))
-    if hp.augmentation_type in ("crop_color", "crop_color_transform"):
-        steps.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=hp.seed))
-        steps.append(keras.layers.RandomContrast(0.2, seed=hp.seed))
-    if hp.augmentation_type == "crop_color_transform":
-        steps.append(keras.layers.RandomRotation(10 / 360, seed=hp.seed, fill_mode="reflect"))
-    if hp.augmentation:
-        if hp.augmentation_random_flip != "none":
-            steps.append(keras.layers.RandomFlip(hp.augmentation_random_flip, seed=hp.seed))
-        if hp.augmentation_random_rotation > 0:
-            steps.append(
-                keras.layers.RandomRotation(hp.augmentation_random_rotation, seed=hp.seed, fill_mode="reflect")
-            )
-        if hp.augmentation_random_zoom > 0:
-            steps.append(keras.layers.RandomZoom(hp.augmentation_random_zoom, seed=hp.seed, fill_mode="reflect"))
-    if not steps:
-        return None
+        steps.append(keras.layers.RandomZoom((-0.12, 0.0), seed=seed, fill_mode="reflect"))
+    if aug.mxnet_type in ("crop_color", "crop_color_transform"):
+        steps.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed))
+        steps.append(keras.layers.RandomContrast(0.2, seed=seed))
+    if aug.mxnet_type == "crop_color_transform":
+        steps.append(keras.layers.RandomRotation(10 / 360, seed=seed, fill_mode="reflect"))
+    if aug.flip != "none":
+        steps.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+    if aug.rotation > 0:
+        steps.append(keras.layers.RandomRotation(aug.rotation, seed=seed, fill_mode="reflect"))
+    if aug.zoom > 0:
+        steps.append(keras.layers.RandomZoom(aug.zoom, seed=seed, fill_mode="reflect"))
     return keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation")
 
 
@@ -82,8 +79,13 @@ def make_dataset(
     hp: Hyperparameters,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     repeat: bool = False,
+    augmentation: Augmentation = NO_AUGMENTATION,
 ) -> tf.data.Dataset:
-    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 [B, C] one-hot labels)."""
+    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 [B, C] one-hot labels).
+
+    ``training`` shuffles (seeded, reshuffled every epoch) and applies ``augmentation``; otherwise the
+    order is the source's and the pixels are the definition's own.
+    """
     height, width, _ = spec.image_shape
     n = len(source.samples)
     decoded_bytes = n * height * width * 3
@@ -109,7 +111,7 @@ def make_dataset(
         return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
 
     ds = ds.batch(batch_size, drop_remainder=False).map(to_float, num_parallel_calls=AUTOTUNE)
-    augment = _augmenter(hp, spec.image_shape) if training else None
+    augment = _augmenter(augmentation, hp.seed, spec.image_shape) if training else None
     if augment is not None:
         ds = ds.map(
             lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y), num_parallel_calls=AUTOTUNE

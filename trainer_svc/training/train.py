@@ -6,7 +6,6 @@ unless the run completes; checkpoints in the work directory let an interrupted r
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -30,9 +29,10 @@ from trainer_svc.training.events import EventSink, null_sink
 from trainer_svc.training.export import export_version, restore_into, save_serving_model
 from trainer_svc.training.hyperparameters import Hyperparameters
 from trainer_svc.training.model import build_classifier, features_of
-from trainer_svc.training.optimizers import make_optimizer
-from trainer_svc.training.pipeline import InputSpec, class_weights, make_dataset
+from trainer_svc.training.phases import PhaseRunner, make_optimizers, tracked_optimizers
+from trainer_svc.training.pipeline import InputSpec
 from trainer_svc.training.planning import ModelPlan, plan
+from trainer_svc.training.recipe import resolve
 from trainer_svc.training.strategy import is_chief, make_strategy
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ def work_dir_for(request: TrainRequest) -> Path:
     return request.work_dir or (request.model_base_path / ".work" / request.model_name)
 
 
-def load_data(request: TrainRequest, sink: EventSink) -> tuple[DataSource, DataSource]:
-    hp = request.hyperparameters
+def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tuple[DataSource, DataSource]:
     train = scan(
         load_source(request.train.uri, request.train.format, request.train.image_root), workers=request.scan_workers
     )
@@ -119,22 +118,6 @@ def load_data(request: TrainRequest, sink: EventSink) -> tuple[DataSource, DataS
     return train, validation
 
 
-def _compile(model: keras.Model, hp: Hyperparameters, num_classes: int, pretrained: bool) -> None:
-    k = min(hp.top_k, num_classes)
-    fine_tuning = pretrained and not hp.train_only_top_layer
-    if fine_tuning and hp.backbone_learning_rate_multiplier < 1.0:
-        backbone_hp = dataclasses.replace(hp, learning_rate=hp.learning_rate * hp.backbone_learning_rate_multiplier)
-        model.set_backbone_optimizer(make_optimizer(backbone_hp))
-    model.compile(
-        optimizer=make_optimizer(hp),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k=k, name="top_k_accuracy"),
-        ],
-    )
-
-
 def build_model(model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) -> keras.Model:
     fine_tune_pretrained = model_plan.pretrained and not hp.train_only_top_layer
     model = build_classifier(
@@ -155,11 +138,13 @@ def build_model(model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) ->
 
 
 def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) -> None:
+    """Copy a previous version's weights (all, or the feature extractor's for a new head) into ``model``.
+
+    They are restored into a separate copy first: a checkpoint restored into ``model`` itself would
+    also restore, the moment this run's optimizer is attached, whatever optimizer state an older
+    export carried (its learning rate included).
+    """
     assert model_plan.restore_from is not None
-    if model_plan.keep_head:
-        restore_into(model, model_plan.restore_from)
-        return
-    # New head: restore the whole previous classifier, then copy its feature extractor over.
     old_meta = read_metadata(model_plan.restore_from)
     old = build_classifier(
         model_plan.build_features(),
@@ -171,7 +156,10 @@ def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters
         hp.seed,
     )
     restore_into(old, model_plan.restore_from)
-    features_of(model).set_weights(features_of(old).get_weights())
+    if model_plan.keep_head:
+        model.set_weights(old.get_weights())
+    else:
+        features_of(model).set_weights(features_of(old).get_weights())
     del num_classes
 
 
@@ -193,73 +181,70 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
     strategy = make_strategy(request.strategy)
     keras.utils.set_random_seed(hp.seed)
     sink({"type": "start", "hyperparameters": hp.to_dict(), "model_name": request.model_name})
-    train, validation = load_data(request, sink)
+    train, validation = load_data(request, sink, hp)
     model_plan = plan(hp, request.base_model, train.class_names, request.base_model_weights)
+    incremental = model_plan.restore_from is not None
+    recipe = resolve(
+        hp,
+        pretrained=model_plan.pretrained,
+        new_head=not (incremental and model_plan.keep_head),
+        incremental=incremental,
+        can_cache=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
+    )
+    sink({"type": "recipe", **recipe.to_dict()})
     spec = InputSpec(model_plan.image_shape, hp.image_resize_interpolation, train.num_classes)
-    batch = hp.batch_size
-    train_ds = make_dataset(train, spec, batch, training=True, hp=hp)
-    val_ds = make_dataset(validation, spec, batch, training=False, hp=hp)
+    steps_per_epoch = int(np.ceil(len(train.samples) / hp.batch_size))
 
     with strategy.scope():
         model = build_model(model_plan, hp, train.num_classes)
-        _compile(model, hp, train.num_classes, model_plan.pretrained)
+        optimizers = make_optimizers(recipe, hp, steps_per_epoch)
 
     work = work_dir_for(request)
     fingerprint = hashlib.sha256(f"{train.fingerprint()}:{validation.fingerprint()}".encode()).hexdigest()[:16]
     run_info = {"hyperparameters": hp.to_dict(), "fingerprint": fingerprint, "architecture": model_plan.architecture}
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    tracked = {"model": model, "optimizer": model.optimizer, "epoch": epoch_var}
-    if getattr(model, "backbone_optimizer", None) is not None:
-        tracked["backbone_optimizer"] = model.backbone_optimizer
-    checkpoint = tf.train.Checkpoint(**tracked)
+    checkpoint = tf.train.Checkpoint(model=model, epoch=epoch_var, **tracked_optimizers(optimizers))
     chief = is_chief(strategy)
     ckpt_dir = work / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="tfic-worker-ckpt-"))
     initial_epoch = _prepare_work_dir(request, work, ckpt_dir, checkpoint, epoch_var, run_info, chief)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
 
-    epoch_events = cb.EpochEvents(sink, hp.epochs, len(train.samples))
-    callbacks: list[keras.callbacks.Callback] = [epoch_events]
+    total = recipe.total_epochs
+    shared: list[keras.callbacks.Callback] = []
     if hp.checkpoint_frequency > 0:
-        callbacks.append(cb.EpochCheckpoint(manager, epoch_var, hp.checkpoint_frequency, sink))
-    if hp.lr_scheduler_step:
-        callbacks.append(cb.StepDecay(hp.learning_rate, hp.lr_scheduler_step, hp.lr_scheduler_factor))
-    if hp.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=hp.early_stopping_patience,
-                min_delta=hp.early_stopping_min_delta,
-                start_from_epoch=hp.early_stopping_min_epochs,
-                restore_best_weights=True,
-            )
-        )
+        shared.append(cb.EpochCheckpoint(manager, epoch_var, hp.checkpoint_frequency, sink))
     stopper = cb.StopWhen(request.should_stop) if request.should_stop else None
     if stopper:
-        callbacks.append(stopper)
+        shared.append(stopper)
     if request.progress:
-        callbacks.append(cb.ProgressBar(int(np.ceil(len(train.samples) / batch)), hp.epochs))
-
-    if initial_epoch < hp.epochs:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=hp.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            class_weight=class_weights(train) if hp.use_weighted_loss else None,
-            verbose=0,
-        )
+        shared.append(cb.ProgressBar(steps_per_epoch, total))
+    # Every worker writes the best weights (saving takes part in collectives); only the chief's are kept.
+    best_dir = work / "best" if chief else ckpt_dir / "best"
+    best = cb.BestEpoch(model, best_dir) if recipe.export_epoch == "best" else None
+    runner = PhaseRunner(
+        model,
+        hp,
+        recipe,
+        strategy,
+        train,
+        validation,
+        spec,
+        sink,
+        optimizers,
+        cb.EpochEvents(sink, total, len(train.samples)),
+        best,
+        shared,
+        spill_dir=work / "features" if chief else None,
+    )
+    if recipe.evaluate_base and initial_epoch == 0:
+        runner.evaluate_start()
+    runner.run(initial_epoch, stopped=lambda: stopper is not None and stopper.stopped)
     skipped = [{"key": s.key, "reason": s.reason} for s in (*train.skipped, *validation.skipped)]
     if stopper is not None and stopper.stopped:
         sink({"type": "stopped"})
         raise Cancelled("training was stopped before it finished; no model version was published")
 
-    results = model.evaluate(val_ds, verbose=0, return_dict=True)
-    metrics = {f"validation:{k}": float(v) for k, v in results.items()}
-    if epoch_events.history:
-        metrics.update(
-            {f"train:{k}": v for k, v in epoch_events.history[-1]["metrics"].items() if not k.startswith("val_")}
-        )
+    metrics, training = runner.finish()
     meta = ModelMetadata(
         labels=train.class_names,
         image_shape=model_plan.image_shape,
@@ -268,7 +253,9 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         hyperparameters=hp.to_dict(),
         metrics=metrics,
         dataset_fingerprint=fingerprint,
+        training=training,
     )
+    history = runner.epoch_events.history
     if not chief:
         # Non-chief workers must take part in saving (collectives), into a throwaway directory.
         tmp = Path(tempfile.mkdtemp(prefix="tfic-worker-export-"))
@@ -277,12 +264,21 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        return TrainResult(None, None, metrics, epoch_events.history, skipped, train.class_names)
+        return TrainResult(None, None, metrics, history, skipped, train.class_names)
     version, path = export_version(request.model_base_path, request.model_name, model, meta)
-    sink({"type": "model", "model_name": request.model_name, "version": version, "path": str(path), "metrics": metrics})
+    sink(
+        {
+            "type": "model",
+            "model_name": request.model_name,
+            "version": version,
+            "path": str(path),
+            "metrics": metrics,
+            "exported_epoch": training["exported_epoch"],
+        }
+    )
     if not request.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(version, path, metrics, epoch_events.history, skipped, train.class_names)
+    return TrainResult(version, path, metrics, history, skipped, train.class_names)
 
 
 def _prepare_work_dir(

@@ -11,3 +11,13 @@ def test_every_hyperparameter_is_documented() -> None:
     text = DOC.read_text()
     missing = [s.name for s in SPECS if f"| `{s.name}` |" not in text]
     assert missing == []
+
+
+def test_documented_defaults_are_the_real_ones() -> None:
+    text = DOC.read_text()
+    wrong = [s.name for s in SPECS if f"| `{s.name}` |" in text and f"| `{s.default_text}` |" not in _row(text, s.name)]
+    assert wrong == []
+
+
+def _row(text: str, name: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))

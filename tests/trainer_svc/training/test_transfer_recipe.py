@@ -1,0 +1,193 @@
+"""tfic's transfer recipe end to end on the real EfficientNet-Lite0 weights, at a tiny input size.
+
+Accuracy on real photos is the benchmark's business (bench/transfer_quality.py); these tests check
+the mechanics: phases, the feature cache, which epoch is published, and incremental training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tfic import modeldir
+from tfic.errors import Cancelled
+from trainer_svc.training import hyperparameters
+from trainer_svc.training.model import head_of
+from trainer_svc.training.planning import plan
+from trainer_svc.training.train import Channel, TrainRequest, TrainResult, build_model, run
+
+HP = {"image_shape": "3,32,32", "head_epochs": "3", "epochs": "2", "batch_size": "32", "seed": "5"}
+
+
+def _run(
+    data: Path, base: Path, name: str, hp: dict[str, str], events: list[dict[str, Any]] | None = None, **kw: Any
+) -> TrainResult:
+    return run(
+        TrainRequest(
+            train=Channel(str(data)),
+            model_base_path=base,
+            model_name=name,
+            base_model=kw.pop("base_model", "efficientnet_lite0"),
+            hyperparameters=hyperparameters.parse(hp),
+            **kw,
+        ),
+        events.append if events is not None else (lambda e: None),
+    )
+
+
+def _epochs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "epoch"]
+
+
+def _best(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(epochs, key=lambda e: (e["metrics"]["val_accuracy"], -e["metrics"]["val_loss"]))
+
+
+def _head_weights(version: Path) -> list[np.ndarray]:
+    meta = modeldir.read_metadata(version)
+    hp = hyperparameters.parse({"image_shape": "3,32,32"})
+    model = build_model(plan(hp, str(version), meta.labels), hp, meta.num_classes)
+    return list(head_of(model).get_weights())
+
+
+def test_default_recipe_warms_the_head_then_fine_tunes_and_publishes_the_best_epoch(
+    tmp_path: Path, few_digits: Path
+) -> None:
+    events: list[dict[str, Any]] = []
+    result = _run(few_digits, tmp_path, "tl", HP, events)
+    epochs = _epochs(events)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert [e["phase"] for e in epochs] == ["head"] * 3 + ["fine_tune"] * 2
+    assert {e["epochs"] for e in epochs} == {5}
+    (features,) = [e for e in events if e["type"] == "features"]
+    assert features["images"] == 120  # computed once for training and validation images together
+    tune = epochs[3:]
+    assert all("backbone_learning_rate" not in e for e in epochs[:3])
+    for e in tune:  # the backbone learns at a tenth of the head's rate, both decaying
+        assert e["backbone_learning_rate"] == pytest.approx(e["learning_rate"] * 0.1, rel=1e-5)
+    assert tune[1]["learning_rate"] < tune[0]["learning_rate"] < 0.001
+    (recipe,) = [e for e in events if e["type"] == "recipe"]
+    assert [p["name"] for p in recipe["phases"]] == ["head", "fine_tune"]
+
+    assert result.path is not None
+    meta = modeldir.read_metadata(result.path)
+    best = _best(epochs)
+    assert meta.training["exported_epoch"] == best["epoch"] and meta.training["epochs_run"] == 5
+    # The version's metrics are the published epoch's, measured again on the exported weights.
+    assert meta.metrics["validation:accuracy"] == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)
+    assert meta.metrics["validation:loss"] == pytest.approx(best["metrics"]["val_loss"], abs=1e-4)
+    assert meta.metrics["train:loss"] == pytest.approx(best["metrics"]["loss"])
+    serving = tf.saved_model.load(str(result.path)).signatures[modeldir.SIGNATURE_IMAGES]
+    probabilities = serving(images=tf.zeros([3, 32, 32, 3]))["probabilities"].numpy()
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_published_versions_carry_no_optimizer_state(tmp_path: Path, few_digits: Path) -> None:
+    result = _run(few_digits, tmp_path, "tl", {**HP, "head_epochs": "1", "epochs": "1"})
+    assert result.path is not None
+    names = [name for name, _ in tf.train.list_variables(str(result.path / "variables" / "variables"))]
+    assert any("kernel" in n for n in names)
+    assert [n for n in names if "optimizer" in n.lower()] == []
+
+
+def test_cached_features_train_the_same_head_as_the_full_forward_pass(tmp_path: Path, few_digits: Path) -> None:
+    hp = {**HP, "train_only_top_layer": "true", "epochs": "4", "dropout_rate": "0", "export_epoch": "last"}
+    fast: list[dict[str, Any]] = []
+    slow: list[dict[str, Any]] = []
+    cached = _run(few_digits, tmp_path, "cached", hp, fast)
+    uncached = _run(few_digits, tmp_path, "uncached", {**hp, "cache_backbone_features": "false"}, slow)
+    assert [e["type"] for e in fast].count("features") == 1 and "features" not in [e["type"] for e in slow]
+    assert cached.path is not None and uncached.path is not None
+    for a, b in zip(_head_weights(cached.path), _head_weights(uncached.path), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    for f, s in zip(_epochs(fast), _epochs(slow), strict=True):
+        assert f["metrics"]["val_accuracy"] == pytest.approx(s["metrics"]["val_accuracy"], abs=1e-6)
+        assert f["metrics"]["loss"] == pytest.approx(s["metrics"]["loss"], abs=1e-3)
+
+
+def _with_optimizer_state(version: Path, learning_rate: float) -> None:
+    """Rewrite a version's variables the way earlier tfic versions exported them: optimizer slots included."""
+    meta = modeldir.read_metadata(version)
+    hp = hyperparameters.parse({"image_shape": "3,32,32"})
+    model = build_model(plan(hp, str(version), meta.labels), hp, meta.num_classes)
+    trained = model.get_weights()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
+    x = np.zeros((2, 32, 32, 3), np.float32)
+    model.train_on_batch(x, np.eye(meta.num_classes, dtype=np.float32)[:2])  # creates the slots
+    model.set_weights(trained)
+    tf.train.Checkpoint(model=model).write(str(version / "variables" / "variables"))
+    names = [n for n, _ in tf.train.list_variables(str(version / "variables" / "variables"))]
+    assert any("optimizer" in n.lower() for n in names)
+
+
+def test_incremental_training_starts_from_the_base_and_never_publishes_worse(tmp_path: Path, few_digits: Path) -> None:
+    base = _run(few_digits, tmp_path, "base", {**HP, "train_only_top_layer": "true", "epochs": "3"})
+    assert base.path is not None
+    base_accuracy = modeldir.read_metadata(base.path).metrics["validation:accuracy"]
+    _with_optimizer_state(base.path, learning_rate=0.05)
+    events: list[dict[str, Any]] = []
+    result = _run(
+        few_digits,
+        tmp_path,
+        "next",
+        # A constant rate: an optimizer's restored learning-rate variable would show in the events.
+        {"image_shape": "3,32,32", "epochs": "2", "seed": "5", "lr_schedule": "constant"},
+        events,
+        base_model=str(base.path),
+    )
+    (start,) = [e for e in events if e["type"] == "base"]
+    assert start["metrics"]["val_accuracy"] == pytest.approx(base_accuracy, abs=1e-6)
+    epochs = _epochs(events)
+    assert [e["phase"] for e in epochs] == ["fine_tune", "fine_tune"]  # the base's head is kept: no warm-up
+    # This run's learning rate, not the one the old export's optimizer state carried.
+    assert all(e["learning_rate"] == pytest.approx(0.001) for e in epochs)
+    assert result.path is not None
+    meta = modeldir.read_metadata(result.path)
+    assert meta.metrics["validation:accuracy"] >= base_accuracy
+    assert (
+        meta.training["exported_epoch"]
+        == max(
+            [{"epoch": 0, "metrics": start["metrics"]}, *epochs],
+            key=lambda e: (e["metrics"]["val_accuracy"], -e["metrics"]["val_loss"]),
+        )["epoch"]
+    )
+
+
+def test_a_run_resumed_in_its_fine_tuning_phase_publishes_the_best_epoch_of_the_whole_run(
+    tmp_path: Path, few_digits: Path
+) -> None:
+    work = tmp_path / "work"
+    hp = {**HP, "head_epochs": "2", "epochs": "2"}
+    first: list[dict[str, Any]] = []
+
+    def after_epoch_three() -> bool:
+        return any(e["type"] == "checkpoint" and e["epoch"] == 3 for e in first)
+
+    with pytest.raises(Cancelled):
+        _run(few_digits, tmp_path, "r", hp, first, work_dir=work, should_stop=after_epoch_three)
+    second: list[dict[str, Any]] = []
+    result = _run(few_digits, tmp_path, "r", hp, second, work_dir=work, resume=True)
+    assert [e["epoch"] for e in _epochs(second)] == [4]
+    assert result.path is not None
+    seen = [e for e in _epochs(first) if e["epoch"] <= 3] + _epochs(second)
+    assert modeldir.read_metadata(result.path).training["exported_epoch"] == _best(seen)["epoch"]
+
+
+def test_early_stopping_says_when_and_why(tmp_path: Path, digits_dir: Path) -> None:
+    events: list[dict[str, Any]] = []
+    hp = {"model": "small_cnn", "image_shape": "3,16,16", "epochs": "6", "early_stopping": "true",
+          "early_stopping_patience": "1", "early_stopping_min_delta": "100", "seed": "7"}  # fmt: skip
+    result = _run(digits_dir, tmp_path, "es", hp, events, base_model=None)
+    (stop,) = [e for e in events if e["type"] == "early_stopping"]
+    assert stop["epoch"] == 2 and stop["best_epoch"] == 1
+    assert "has not improved by more than 100 for 1 epochs" in stop["reason"]
+    assert [e["epoch"] for e in _epochs(events)] == [1, 2]
+    assert result.path is not None
+    training = modeldir.read_metadata(result.path).training
+    assert training["early_stopping_epoch"] == 2 and training["epochs_run"] == 2

@@ -1,0 +1,197 @@
+"""The training recipe: the phases a run goes through, with their learning rates, schedule and augmentation.
+
+Hyperparameters keep SageMaker's names and meaning; what SageMaker leaves to the user (how to fine-tune
+a pretrained network without wrecking it) is decided here, once, from the hyperparameters and the model
+plan, and recorded in the run's ``start`` event so a user sees exactly what ran.
+
+``recipe=tfic`` (the default), when a new head is trained on a pretrained backbone:
+
+1. ``head``: ``head_epochs`` (10) epochs train only the head on the frozen backbone, at
+   ``learning_rate``, without augmentation: the backbone's features are computed once and the head
+   trains on them (:mod:`trainer_svc.training.feature_cache`), so these epochs cost almost nothing.
+2. ``fine_tune``: ``epochs`` epochs train the whole network, BatchNorm kept in inference mode, the
+   head at ``learning_rate`` and the backbone at ``learning_rate × backbone_learning_rate_multiplier``
+   (0.1), both with cosine decay to zero, light augmentation (horizontal flip, ±10 % zoom).
+
+Every epoch's validation accuracy is a candidate, and the best one is published (``export_epoch=best``).
+Incremental training that keeps the base version's head skips the head phase and counts the base
+version itself as epoch 0, so the published version is never worse on validation than its base.
+
+``recipe=sagemaker`` is SageMaker's literal behaviour: one phase over the whole network at
+``learning_rate``, constant (or MXNet's step schedule), no augmentation unless asked, last epoch published.
+Any hyperparameter given explicitly wins over either recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trainer_svc.training.hyperparameters import Hyperparameters
+
+TFIC_HEAD_EPOCHS = 10
+TFIC_BACKBONE_LR_MULTIPLIER = 0.1
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transforms applied to training batches (pixels 0..255)."""
+
+    flip: str = "none"  # none, horizontal, vertical, horizontal_and_vertical
+    rotation: float = 0.0  # fraction of 2π
+    zoom: float = 0.0  # fraction
+    mxnet_type: str = "none"  # MXNet's augmentation_type: none, crop, crop_color, crop_color_transform
+
+    @property
+    def changes_pixels(self) -> bool:
+        return self.flip != "none" or self.rotation > 0 or self.zoom > 0 or self.mxnet_type != "none"
+
+
+NONE = Augmentation()
+# Light enough not to move photos off their class (no vertical flip, no rotation), strong enough to
+# regularise a fine-tune on a few thousand images.
+LIGHT = Augmentation(flip="horizontal", zoom=0.1)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # "head" (frozen backbone), "fine_tune" (pretrained network), "train" (from random weights)
+    epochs: int
+    learning_rate: float  # the head's, or the whole network's when backbone_learning_rate is None
+    backbone_learning_rate: float | None  # a second optimizer for the backbone; None: one optimizer for all
+    schedule: str  # constant, cosine, step
+    augmentation: Augmentation
+    frozen_backbone: bool
+    cache_features: bool
+    early_stopping: bool
+
+
+@dataclass(frozen=True)
+class Recipe:
+    phases: tuple[Phase, ...]
+    export_epoch: str  # best, last
+    # Incremental training that keeps the head: the base version is epoch 0, a candidate for "best".
+    evaluate_base: bool
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    def first_epoch_of(self, index: int) -> int:
+        return sum(p.epochs for p in self.phases[:index])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phases": [asdict(p) for p in self.phases],
+            "export_epoch": self.export_epoch,
+            "evaluate_base": self.evaluate_base,
+        }
+
+
+def resolve(
+    hp: Hyperparameters, *, pretrained: bool, new_head: bool, incremental: bool, can_cache: bool = True
+) -> Recipe:
+    """The phases of one run.
+
+    ``pretrained``: the feature extractor starts from trained weights (a pretrained backbone or a
+    previous tfic version). ``new_head``: the head starts from random weights. ``incremental``: the
+    weights come from a previous tfic version. ``can_cache``: feature caching is possible here (it is
+    not across several workers).
+    """
+    tfic = hp.recipe == "tfic"
+    export_epoch = hp.export_epoch or ("best" if tfic else "last")
+    stepped = "step" if hp.lr_scheduler_step else None
+    explicit_aug = _explicit_augmentation(hp)
+
+    def augmentation(auto: Augmentation) -> Augmentation:
+        return explicit_aug if explicit_aug is not None else auto
+
+    if hp.train_only_top_layer:
+        aug = augmentation(NONE)
+        head = Phase(
+            "head",
+            hp.epochs,
+            hp.learning_rate,
+            None,
+            hp.lr_schedule or stepped or "constant",
+            aug,
+            frozen_backbone=True,
+            cache_features=_cacheable(hp, aug, can_cache),
+            early_stopping=hp.early_stopping,
+        )
+        return Recipe((head,), export_epoch, evaluate_base=incremental and not new_head and export_epoch == "best")
+
+    if not pretrained:
+        train = Phase(
+            "train",
+            hp.epochs,
+            hp.learning_rate,
+            None,
+            hp.lr_schedule or stepped or "constant",
+            augmentation(NONE),
+            frozen_backbone=False,
+            cache_features=False,
+            early_stopping=hp.early_stopping,
+        )
+        return Recipe((train,), export_epoch, evaluate_base=False)
+
+    head_epochs = hp.head_epochs if hp.head_epochs is not None else (TFIC_HEAD_EPOCHS if tfic and new_head else 0)
+    multiplier = hp.backbone_learning_rate_multiplier
+    lr = hp.learning_rate
+    backbone_lr: float | None
+    if multiplier is None:
+        multiplier = TFIC_BACKBONE_LR_MULTIPLIER if tfic else 1.0
+        if hp.precision_dtype == "float16" and multiplier < 1.0:
+            # Two optimizers do not combine with float16 loss scaling: one optimizer, at the backbone's rate.
+            lr, multiplier = lr * multiplier, 1.0
+    backbone_lr = None if multiplier == 1.0 else lr * multiplier
+    phases: list[Phase] = []
+    if head_epochs > 0:
+        # The warm-up only has to bring a random head to where fine-tuning will not wreck the backbone:
+        # no augmentation (even when asked for: it applies to the fine-tune), so its epochs run on cached features.
+        phases.append(
+            Phase(
+                "head",
+                head_epochs,
+                hp.learning_rate,
+                None,
+                "constant",
+                NONE,
+                frozen_backbone=True,
+                cache_features=_cacheable(hp, NONE, can_cache),
+                early_stopping=False,
+            )
+        )
+    phases.append(
+        Phase(
+            "fine_tune",
+            hp.epochs,
+            lr,
+            backbone_lr,
+            hp.lr_schedule or stepped or ("cosine" if tfic else "constant"),
+            augmentation(LIGHT if tfic else NONE),
+            frozen_backbone=False,
+            cache_features=False,
+            early_stopping=hp.early_stopping,
+        )
+    )
+    evaluate_base = incremental and not new_head and export_epoch == "best"
+    return Recipe(tuple(phases), export_epoch, evaluate_base)
+
+
+def _explicit_augmentation(hp: Hyperparameters) -> Augmentation | None:
+    """The augmentation the user asked for (SageMaker's settings), or None for "auto"."""
+    if hp.augmentation is None and hp.augmentation_type == "none":
+        return None
+    if not hp.augmentation:
+        return Augmentation(mxnet_type=hp.augmentation_type)
+    return Augmentation(
+        flip=hp.augmentation_random_flip,
+        rotation=hp.augmentation_random_rotation,
+        zoom=hp.augmentation_random_zoom,
+        mxnet_type=hp.augmentation_type,
+    )
+
+
+def _cacheable(hp: Hyperparameters, aug: Augmentation, can_cache: bool) -> bool:
+    return hp.cache_backbone_features and can_cache and not aug.changes_pixels
