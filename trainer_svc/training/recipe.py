@@ -9,7 +9,7 @@ plan, and recorded in the run's ``start`` event so a user sees exactly what ran.
 1. ``head``: ``head_epochs`` (10) epochs train only the head on the frozen backbone, at
    ``learning_rate``, without augmentation: the backbone's features are computed once and the head
    trains on them (:mod:`trainer_svc.training.feature_cache`), so these epochs cost almost nothing.
-2. ``fine_tune``: ``epochs`` epochs train the whole network, BatchNorm kept in inference mode, the
+2. ``fine_tune``: ``epochs`` (5) epochs train the whole network, BatchNorm kept in inference mode, the
    head at ``learning_rate`` and the backbone at ``learning_rate × backbone_learning_rate_multiplier``
    (0.1), both with cosine decay to zero, light augmentation (horizontal flip, ±10 % zoom).
 
@@ -27,9 +27,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tfic.errors import InvalidHyperparameter
 from trainer_svc.training.hyperparameters import Hyperparameters
 
 TFIC_HEAD_EPOCHS = 10
+TFIC_FINE_TUNE_EPOCHS = 5
+TFIC_FROZEN_EPOCHS = 10  # cheap: the head trains on cached features
+SAGEMAKER_EPOCHS = 3
 TFIC_BACKBONE_LR_MULTIPLIER = 0.1
 
 
@@ -106,11 +110,21 @@ def resolve(
     def augmentation(auto: Augmentation) -> Augmentation:
         return explicit_aug if explicit_aug is not None else auto
 
+    def epochs(tfic_default: int) -> int:
+        value = hp.epochs if hp.epochs is not None else (tfic_default if tfic else SAGEMAKER_EPOCHS)
+        if hp.lr_scheduler_step and hp.lr_scheduler_step[-1] > value:
+            raise InvalidHyperparameter(
+                f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond the {value} epochs "
+                "of the main phase",
+                name="lr_scheduler_step",
+            )
+        return value
+
     if hp.train_only_top_layer:
         aug = augmentation(NONE)
         head = Phase(
             "head",
-            hp.epochs,
+            epochs(TFIC_FROZEN_EPOCHS),
             hp.learning_rate,
             None,
             hp.lr_schedule or stepped or "constant",
@@ -124,7 +138,7 @@ def resolve(
     if not pretrained:
         train = Phase(
             "train",
-            hp.epochs,
+            epochs(SAGEMAKER_EPOCHS),
             hp.learning_rate,
             None,
             hp.lr_schedule or stepped or "constant",
@@ -165,7 +179,7 @@ def resolve(
     phases.append(
         Phase(
             "fine_tune",
-            hp.epochs,
+            epochs(TFIC_FINE_TUNE_EPOCHS),
             lr,
             backbone_lr,
             hp.lr_schedule or stepped or ("cosine" if tfic else "constant"),

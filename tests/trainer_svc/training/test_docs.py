@@ -20,4 +20,5 @@ def test_documented_defaults_are_the_real_ones() -> None:
 
 
 def _row(text: str, name: str) -> str:
-    return next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+    table = text[text.index("## Hyperparameters") :]
+    return next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))

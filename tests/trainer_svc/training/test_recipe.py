@@ -16,17 +16,18 @@ def test_tfic_transfer_warms_the_head_on_cached_features_then_fine_tunes_with_de
     head, tune = recipe.phases
     assert (head.name, head.epochs, head.frozen_backbone, head.cache_features) == ("head", 10, True, True)
     assert head.augmentation == NONE and head.learning_rate == 0.001 and head.backbone_learning_rate is None
-    assert (tune.name, tune.epochs, tune.frozen_backbone, tune.cache_features) == ("fine_tune", 3, False, False)
+    assert (tune.name, tune.epochs, tune.frozen_backbone, tune.cache_features) == ("fine_tune", 5, False, False)
     assert tune.learning_rate == 0.001 and tune.backbone_learning_rate == pytest.approx(0.0001)
     assert tune.schedule == "cosine" and tune.augmentation == LIGHT
-    assert recipe.export_epoch == "best" and recipe.total_epochs == 13 and recipe.first_epoch_of(1) == 10
+    assert recipe.export_epoch == "best" and recipe.total_epochs == 15 and recipe.first_epoch_of(1) == 10
     assert not recipe.evaluate_base
 
 
 def test_sagemaker_recipe_is_one_literal_phase_and_publishes_the_last_epoch() -> None:
     recipe = resolve(parse({"recipe": "sagemaker"}), **TRANSFER)
     (tune,) = recipe.phases
-    assert tune.name == "fine_tune" and tune.learning_rate == 0.001 and tune.backbone_learning_rate is None
+    assert tune.name == "fine_tune" and tune.epochs == 3  # SageMaker's TF algorithm's default
+    assert tune.learning_rate == 0.001 and tune.backbone_learning_rate is None
     assert tune.schedule == "constant" and tune.augmentation == NONE
     assert recipe.export_epoch == "last"
 
@@ -55,6 +56,8 @@ def test_explicit_hyperparameters_win_over_the_recipe() -> None:
 
 
 def test_frozen_backbone_is_one_cached_head_phase_unless_pixels_change() -> None:
+    (default,) = resolve(parse({"train_only_top_layer": "true"}), **TRANSFER).phases
+    assert default.epochs == 10
     (head,) = resolve(parse({"train_only_top_layer": "true", "epochs": "6"}), **TRANSFER).phases
     assert (head.name, head.epochs, head.frozen_backbone, head.cache_features) == ("head", 6, True, True)
     (augmented,) = resolve(parse({"train_only_top_layer": "true", "augmentation_type": "crop"}), **TRANSFER).phases
@@ -77,6 +80,7 @@ def test_incremental_training_that_keeps_the_head_starts_from_the_base_version()
 def test_training_from_scratch_is_one_phase_as_before() -> None:
     (train,) = resolve(parse({"epochs": "7"}), pretrained=False, new_head=True, incremental=False).phases
     assert (train.name, train.epochs, train.schedule, train.augmentation) == ("train", 7, "constant", NONE)
+    assert resolve(parse({}), pretrained=False, new_head=True, incremental=False).phases[0].epochs == 3
     assert train.backbone_learning_rate is None and not train.frozen_backbone
 
 
@@ -89,6 +93,7 @@ def test_float16_fine_tunes_with_one_optimizer_at_the_backbone_rate() -> None:
     ("values", "message"),
     [
         ({"lr_schedule": "step"}, "lr_schedule=step needs lr_scheduler_step"),
+        ({"lr_scheduler_step": "5", "epochs": "3"}, "has steps beyond epochs=3"),
         ({"lr_schedule": "cosine", "lr_scheduler_step": "2", "epochs": "3"}, "use lr_schedule=step or omit it"),
         ({"head_epochs": "-1"}, r"head_epochs=-1 is out of range: must be auto, or >= 0"),
         ({"export_epoch": "first"}, "must be one of auto, best, last"),
@@ -103,3 +108,9 @@ def test_recipe_hyperparameters_refuse_bad_values(values: dict[str, str], messag
 def test_auto_is_accepted_where_the_recipe_decides() -> None:
     hp = parse({"head_epochs": "auto", "augmentation": "AUTO", "export_epoch": "auto"})
     assert hp.head_epochs is None and hp.augmentation is None and hp.export_epoch is None
+
+
+def test_scheduler_steps_beyond_the_recipe_s_epochs_are_refused() -> None:
+    with pytest.raises(InvalidHyperparameter, match=r"steps beyond the 5 epochs of the main phase"):
+        resolve(parse({"lr_scheduler_step": "2,6"}), **TRANSFER)
+    assert resolve(parse({"lr_scheduler_step": "2,4"}), **TRANSFER).phases[1].schedule == "step"
