@@ -125,12 +125,6 @@ def draft_size(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
     return (height, width) if orientation(img) in _QUARTER_TURNS else (width, height)
 
 
-def dct_scale(stored: tuple[int, int], requested: tuple[int, int]) -> int:
-    """Pillow's ``JpegImageFile.draft`` rule: 8, 4, 2 or 1 for a stored (width, height) and a requested one."""
-    scale = min(stored[0] // requested[0], stored[1] // requested[1])
-    return next(s for s in (8, 4, 2, 1) if scale >= s)
-
-
 def _composite(rgba: np.ndarray, background: int) -> np.ndarray:
     """RGBA uint8 → RGB uint8 on a uniform background, in integers (the same formula runs in TensorFlow)."""
     colour = rgba[..., :3].astype(np.int32)

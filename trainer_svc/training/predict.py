@@ -13,7 +13,7 @@ from tfic.errors import InvalidImage, NotFound, TficError
 from tfic.imaging import decode_resize
 from tfic.modeldir import SIGNATURE_IMAGES, read_metadata, resolve_version_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def list_images(target: Path) -> list[Path]:
