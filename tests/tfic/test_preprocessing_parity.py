@@ -192,3 +192,18 @@ def test_gateway(served: tuple[str, str], photos: Path, reference: Reference) ->
             assert response.status_code == 200, response.text
             got[name] = np.asarray(response.json()["probabilities"])
     assert_parity(reference, got, "gateway")
+
+
+@pytest.mark.slow
+def test_every_path_on_clothing_small() -> None:
+    """The benchmark's measurement on real photos (bench/parity.py), held to the bound: transfer model, 341 photos."""
+    from bench.parity import DATA, measure
+
+    if not (DATA / "validation").is_dir():
+        pytest.skip(f"clothing-small is absent ({DATA}/validation)")
+    result = measure(DATA, per_class=10, epochs=2)
+    for row in result["paths"]:
+        if "max_abs_dp" in row:
+            assert row["max_abs_dp"] <= BOUND and row["labels_differing"] == 0, row
+    assert len({row["accuracy"] for row in result["paths"]}) == 1  # training, evaluate, predict, gRPC, gateway
+    assert result["paths"][2]["recorded_validation_accuracy"] == pytest.approx(result["paths"][0]["accuracy"])
