@@ -150,7 +150,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def _colour(img: Image.Image) -> Image.Image:
     mode = img.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in img.info:
         return img
     if mode.startswith("I;16"):
         # 16-bit greyscale: the high byte, as libpng's strip_16 (TensorFlow's decode_png) gives it.

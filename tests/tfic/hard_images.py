@@ -59,6 +59,7 @@ def hard_images() -> dict[str, bytes]:
         "chelsea-rgba.png": encode(rgba, "PNG"),
         "chelsea-la.png": encode(rgba.convert("LA"), "PNG"),
         "chelsea-grey-trns.png": encode(chelsea.convert("L"), "PNG", transparency=100),
+        "chelsea-rgb-trns.png": encode(chelsea, "PNG", transparency=tuple(np.asarray(chelsea)[150, 200].tolist())),
         "coffee-16bit.png": encode(Image.fromarray(wide.astype(np.uint16)), "PNG"),
         "chelsea-transparent.gif": encode(rgba, "GIF"),
         "chelsea-animated.gif": encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
