@@ -146,6 +146,6 @@ def resize(image: tf.Tensor, size: tuple[int, int], interpolation: str = "biline
         return tf.cond(tf.equal(tf.shape(x)[0], height), lambda: x, lambda: _pass(x, 0, height, filt, support, c))
 
     # Pillow 13 runs the vertical pass first when the height shrinks and 2·(width change) > height change
-    # (measured on thousands of sizes; tests/trainer_svc/training/test_graph_preprocess.py pins it).
+    # (measured on about a thousand size pairs; tests/trainer_svc/training/test_graph_preprocess.py pins it).
     vertical_first = (height < shape[0]) & (2 * (width - shape[1]) > height - shape[0])
     return tf.cond(vertical_first, lambda: horizontal(vertical(image)), lambda: vertical(horizontal(image)))
