@@ -186,7 +186,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=bool,
         default=True,
         env=_inference("use-draft"),
-        help="let libjpeg decode large JPEGs at 1/2, 1/4 or 1/8 scale (never below the model's size)",
+        help="decode JPEGs with the preprocessing definition's DCT scaling (1/2, 1/4, 1/8, never below the "
+        "model's size): the model's own pixels. --no-use-draft (opt-in) decodes them at full size instead, which is "
+        "not what the model was trained on: max |dp| 0.048, 3 of 341 labels changed on clothing-small photos "
+        "enlarged 2x, and 4.4x slower on a 5 MP photo (docs/inference.md, Preprocessing)",
     )
     g = parser.add_argument_group("runtime")
     add_flag(g, "--runtime", default="tensorflow", env=_inference("runtime"), help="tensorflow | tfserving")

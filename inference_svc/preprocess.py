@@ -1,12 +1,11 @@
 """Decoding and resizing in a bounded pool of threads, off the event loop.
 
-Pillow releases the GIL while it decodes and resizes, so threads use every core. JPEGs are
-decoded at 1/2, 1/4 or 1/8 scale in the DCT when the model's input is that much smaller
-(``use_draft``), which makes a 5-megapixel photo several times cheaper than a full decode; the
-result is never smaller than the model's input, so the final resize is the model's own
-interpolation in every case. (A libjpeg-turbo binding such as simplejpeg measured only ~7 %
-faster than Pillow's ``draft`` here — see docs/inference.md — so there is no second path to keep
-in sync with EXIF and colour-mode handling.)
+Each image goes through tfic's one preprocessing definition (:func:`tfic.imaging.decode_resize`), the
+pixels the model was trained on and its exported ``serving_default`` signature computes. Pillow releases
+the GIL while it decodes and resizes, so threads use every core. The definition decodes JPEGs at 1/2,
+1/4 or 1/8 scale in the DCT when the model's input is that much smaller, which makes a 5-megapixel photo
+4× cheaper than a full decode; ``use_draft=False`` (``--no-use-draft``) decodes at full size instead,
+an opt-in that is not the model's definition (its measured skew is in docs/inference.md).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from inference_svc.modelconfig import ModelConfig, read_model_config, scan_base_
 from inference_svc.runtime.base import Runtime, RuntimeFactory
 from inference_svc.settings import BatchingSettings, Settings
 from tfic.errors import InvalidArgument, ModelNotFound, NotFound, TficError, Unavailable
-from tfic.modeldir import ModelMetadata, read_metadata
+from tfic.modeldir import PREPROCESSING_DEFINITION, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,7 @@ class ModelRepository:
         metadata = read_metadata(served.path)
         if metadata.image_shape[2] != 3:
             raise InvalidArgument(f"model takes {metadata.image_shape[2]} channels; tfic serves RGB (3) models")
+        warn_definition(served.model, served.version, metadata.preprocessing.definition)
         runtime = self._factory(served.model, served.version, served.path, metadata)
         try:
             warm_up(runtime, metadata, batching.batch_sizes, self._settings.warmup_iterations)
@@ -378,3 +379,30 @@ def warm_up(runtime: Runtime, metadata: ModelMetadata, batch_sizes: tuple[int, .
                     f"model returned probabilities of shape {probabilities.shape} for {size} images; "
                     f"its metadata has {metadata.num_classes} labels"
                 )
+
+
+def warn_definition(model: str, version: int, definition: int) -> bool:
+    """Log a warning for a version trained with another preprocessing definition; True if it was."""
+    if definition == PREPROCESSING_DEFINITION:
+        return False
+    if definition < PREPROCESSING_DEFINITION:
+        log.warning(
+            "%s version %d was trained with preprocessing definition %d (TensorFlow's fast IDCT, no DCT "
+            "scaling, tf.image.resize); this service decodes with definition %d, so its answers differ slightly "
+            "from what the model saw in training (max |dp| 0.070 measured on a transfer model); retrain to get "
+            "identical answers everywhere (docs/inference.md, Preprocessing)",
+            model,
+            version,
+            definition,
+            PREPROCESSING_DEFINITION,
+        )
+    else:
+        log.warning(
+            "%s version %d was trained with preprocessing definition %d, newer than this service's %d; "
+            "upgrade the service for identical answers",
+            model,
+            version,
+            definition,
+            PREPROCESSING_DEFINITION,
+        )
+    return True

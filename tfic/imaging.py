@@ -1,11 +1,24 @@
-"""Decode and resize images with Pillow: the one preprocessing definition tfic serves with.
+"""Encoded image bytes → model input: tfic's one preprocessing definition (Pillow), used by every tfic path.
 
-Training decodes in the TensorFlow graph (``tf.io.decode_image`` + ``tf.image.resize`` with
-antialiasing) and the exported ``serving_default`` signature does the same, so plain TensorFlow
-Serving reproduces training exactly. The inference service decodes here instead, because Pillow
-releases the GIL, can downscale JPEGs in the DCT (``draft``) and enforces size limits before it
-allocates pixels. Both paths resize the whole image to the model's size (no crop), so there is no
-train/serve skew from a crop in one place and a stretch in the other.
+The definition (``PREPROCESSING_DEFINITION`` in :mod:`tfic.modeldir`, recorded in each exported model):
+
+1. **Decode.** JPEG (and MPO) with libjpeg's accurate integer IDCT, scaled in the DCT by 1/2, 1/4 or 1/8
+   when the model's input is that much smaller (Pillow's ``draft`` rule: the largest of 8, 4, 2, 1 not
+   above ``min(width // target_width, height // target_height)``, sides swapped for a picture stored on
+   its side); other formats at full size; animated images: their first frame (a PNG's default image).
+2. **Orient.** EXIF orientation (``0x0112``) is applied.
+3. **Colour.** Grayscale and palette → RGB; CMYK → ``(255 - C) * (255 - K) // 255`` (what libjpeg-based
+   TensorFlow computes); 16-bit → the high byte; alpha (RGBA, LA, palette or single-colour transparency)
+   composited with ``(c * a + background * (255 - a) + 127) // 255`` on white, on black for GIF (a GIF's
+   transparency is binary, and TensorFlow's GIF decoder paints it black).
+4. **Resize** the whole image to the model's (height, width), no crop: Pillow's resampling (bilinear,
+   bicubic, box, Lanczos) or, for ``nearest``, source index ``(2 i + 1) * in // (2 * out)``.
+5. **Scale** happens inside the model (``Preprocessing.scale``/``offset``/``mean``/``std``).
+
+The inference service, ``tfic predict``, ``tfic evaluate`` and training's input pipeline all run
+:func:`decode_resize`. The exported ``serving_default`` signature runs the same definition in TensorFlow ops
+(``trainer_svc.training.graph_preprocess``), bit for bit, except for what TensorFlow cannot do: EXIF
+orientation and the formats it cannot decode (TIFF, PPM, animated WebP, palette BMP); see docs/inference.md.
 """
 
 from __future__ import annotations
@@ -15,11 +28,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from tfic.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 
-# TensorFlow's interpolation names (SageMaker's image_resize_interpolation values) to Pillow's.
+# TensorFlow's interpolation names (SageMaker's image_resize_interpolation values) to Pillow's filters.
+# ``nearest`` is computed with integers (see _nearest), not with Pillow's NEAREST, whose positions are
+# accumulated floating-point sums that TensorFlow ops could not reproduce exactly.
 PIL_INTERPOLATION: dict[str, Image.Resampling] = {
     "bilinear": Image.Resampling.BILINEAR,
     "nearest": Image.Resampling.NEAREST,
@@ -34,6 +49,10 @@ INTERPOLATIONS = tuple(PIL_INTERPOLATION)
 
 # Formats whose Pillow decoders are mature and bounded; others (e.g. EPS, which shells out) are refused.
 SAFE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "MPO"})
+DCT_SCALED_FORMATS = frozenset({"JPEG", "MPO"})
+
+WHITE = 255
+BLACK = 0
 
 
 @dataclass(frozen=True)
@@ -71,30 +90,28 @@ def open_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Imag
     return img
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Apply EXIF orientation and convert any mode (L, P, RGBA, CMYK, I;16 …) to 8-bit RGB."""
-    try:
-        if getattr(img, "is_animated", False):
-            img.seek(0)
-        img = ImageOps.exif_transpose(img) or img
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16/32-bit greyscale: scale to 8 bits rather than clipping at 255.
-            arr = np.asarray(img, dtype=np.float64)
-            peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-            img = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            # Composite on white: transparent pixels' colour values are arbitrary.
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        return img.convert("RGB") if img.mode != "RGB" else img
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
-
-
-# EXIF orientations that turn the stored picture by 90° or 270° (5–8): stored width becomes displayed height.
-_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+# EXIF orientation → the transpose that displays the picture upright (ImageOps.exif_transpose's table).
 _ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Orientations that turn the stored picture by 90° or 270° (5–8): stored width becomes displayed height.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1–8; 1 when absent or unreadable), as ``ImageOps.exif_transpose`` reads it."""
+    try:
+        value = img.getexif().get(_ORIENTATION, 1)
+    except Exception:  # a malformed EXIF block: decoding will report what matters
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 
 def draft_size(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
@@ -104,12 +121,77 @@ def draft_size(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
     the requested sides must be swapped, or a non-square input would be decoded too small in one direction
     and upsampled afterwards.
     """
-    try:
-        orientation = img.getexif().get(_ORIENTATION)
-    except Exception:  # a malformed EXIF block: decoding will report what matters
-        orientation = None
     width, height = size
-    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
+    return (height, width) if orientation(img) in _QUARTER_TURNS else (width, height)
+
+
+def _composite(rgba: np.ndarray, background: int) -> np.ndarray:
+    """RGBA uint8 → RGB uint8 on a uniform background, in integers (the same formula runs in TensorFlow)."""
+    colour = rgba[..., :3].astype(np.int32)
+    alpha = rgba[..., 3:].astype(np.int32)
+    return ((colour * alpha + background * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Steps 1–3 of the definition on a loaded image: first frame, EXIF orientation, any mode → 8-bit RGB."""
+    try:
+        if getattr(img, "is_animated", False):
+            img.seek(0)
+        turn = _TRANSPOSE.get(orientation(img))
+        img = _colour(img)
+        return img.transpose(turn) if turn is not None else img
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
+
+
+def _colour(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img
+    if mode.startswith("I;16"):
+        # 16-bit greyscale: the high byte, as libpng's strip_16 (TensorFlow's decode_png) gives it.
+        high = (np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(high, mode="L").convert("RGB")
+    if mode in ("I", "F"):
+        # 32-bit greyscale (TIFF only; TensorFlow cannot decode it): scaled by its own peak rather than clipped.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = max(float(arr.max()), 1.0)
+        scaled = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if mode == "CMYK":
+        # Pillow holds Adobe's inverted CMYK re-inverted; libjpeg-based TensorFlow truncates raw C·K / 255.
+        cmyk = np.asarray(img, dtype=np.int32)
+        rgb = (255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) // 255
+        return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    if _has_alpha(img):
+        background = BLACK if img.format == "GIF" else WHITE
+        return Image.fromarray(_composite(np.asarray(img.convert("RGBA")), background), mode="RGB")
+    return img.convert("RGB")
+
+
+def _nearest(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Nearest neighbour with exact integer positions: output i takes input ``(2 i + 1) * in // (2 * out)``."""
+    arr = np.asarray(img)
+    rows = (2 * np.arange(height) + 1) * arr.shape[0] // (2 * height)
+    cols = (2 * np.arange(width) + 1) * arr.shape[1] // (2 * width)
+    return Image.fromarray(np.ascontiguousarray(arr[rows][:, cols]), mode="RGB")
+
+
+def resize(img: Image.Image, size: tuple[int, int], interpolation: str = "bilinear") -> Image.Image:
+    """Step 4 of the definition: an RGB image to ``size`` = (height, width)."""
+    resample = PIL_INTERPOLATION.get(interpolation)
+    if resample is None:
+        raise UnsupportedFormat(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
+    height, width = size
+    if img.size == (width, height):
+        return img
+    if resample == Image.Resampling.NEAREST:
+        return _nearest(img, width, height)
+    return img.resize((width, height), resample=resample)
 
 
 def decode_resize(
@@ -119,30 +201,26 @@ def decode_resize(
     limits: DecodeLimits = DEFAULT_LIMITS,
     use_draft: bool = True,
 ) -> np.ndarray:
-    """Decode ``data`` and resize it to ``size`` = (height, width); returns uint8 [H, W, 3].
+    """The definition: encoded ``data`` → uint8 [H, W, 3] at ``size`` = (height, width).
 
-    ``use_draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that much
-    smaller, never below the target size, which makes large photos several times cheaper.
+    ``use_draft=False`` decodes JPEGs at full size instead of the definition's DCT scaling: finer pixels, but
+    not the ones the model was trained on (the inference service's opt-in ``--no-use-draft``).
     """
+    if interpolation not in PIL_INTERPOLATION:
+        raise UnsupportedFormat(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
     height, width = size
     img = open_image(data, limits)
-    resample = PIL_INTERPOLATION.get(interpolation)
-    if resample is None:
-        raise UnsupportedFormat(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            if use_draft and img.format in ("JPEG", "MPO"):
+            if use_draft and img.format in DCT_SCALED_FORMATS:
                 img.draft("RGB", draft_size(img, (width, height)))
             img.load()
         except Image.DecompressionBombWarning as exc:
             raise ImageTooLarge(str(exc)) from None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
-    rgb = to_rgb(img)
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), resample=resample)
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.asarray(resize(to_rgb(img), size, interpolation), dtype=np.uint8)
 
 
 def check_decodable(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[int, int]:

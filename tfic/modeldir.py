@@ -15,11 +15,13 @@ watcher ignore names that are not integers.
 
 Signatures of every exported SavedModel:
 
-* ``serving_default``: ``image_bytes`` string [N] (encoded JPEG/PNG/GIF/BMP) → ``probabilities``
+* ``serving_default``: ``image_bytes`` string [N] (encoded JPEG/PNG/GIF/BMP/WebP) → ``probabilities``
   float32 [N, C] and ``classes`` string [N, C] (the label of each column). Decoding, resizing and
-  the backbone's scaling happen in the graph, so TensorFlow Serving serves it with no extra code.
+  the backbone's scaling happen in the graph, so TensorFlow Serving serves it with no extra code; the
+  pixels are tfic's preprocessing definition (:mod:`tfic.imaging`) bit for bit, except that EXIF
+  orientation is not applied.
 * ``predict_images``: ``images`` float32 [N, H, W, 3], RGB pixel values 0..255 already resized to
-  the model's size → the same outputs. The inference service decodes with Pillow and calls this.
+  the model's size → the same outputs. tfic's own paths decode with :mod:`tfic.imaging` and call this.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ METADATA_FILE = "tfic.json"
 LABELS_JSON = "labels.json"
 LABELS_TXT = "labels.txt"
 FORMAT_VERSION = 1
+# tfic.imaging's "image bytes → pixels" definition. 1: before it was one definition (training and the
+# signature decoded with TensorFlow's fast IDCT and tf.image.resize, the service with Pillow); 2: one
+# definition everywhere (DCT-scaled JPEG with the accurate IDCT, Pillow's resampling, EXIF orientation).
+PREPROCESSING_DEFINITION = 2
+LEGACY_PREPROCESSING_DEFINITION = 1
 
 SIGNATURE_BYTES = "serving_default"
 SIGNATURE_IMAGES = "predict_images"
@@ -66,6 +73,8 @@ class Preprocessing:
     interpolation: str = "bilinear"
     # "stretch": the whole image is resized to H×W, in training (without augmentation) and serving.
     resize_mode: str = "stretch"
+    # Which "image bytes → pixels" definition the model was trained with (metadata without it: 1).
+    definition: int = PREPROCESSING_DEFINITION
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class ModelMetadata:
                 std=tuple(float(x) for x in pre.get("std", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
                 interpolation=str(pre.get("interpolation", "bilinear")),
                 resize_mode=str(pre.get("resize_mode", "stretch")),
+                definition=int(pre.get("definition", LEGACY_PREPROCESSING_DEFINITION)),
             ),
             architecture=str(data.get("architecture", "")),
             hyperparameters=dict(data.get("hyperparameters") or {}),

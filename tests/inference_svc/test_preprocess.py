@@ -1,4 +1,4 @@
-"""Decoding in the worker pool: DCT downscaling stays close to a full decode, image modes are normalised."""
+"""Decoding in the worker pool: the model's own preprocessing definition, every image mode normalised."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from inference_svc.metrics import Metrics
@@ -34,21 +35,25 @@ def large_photo(seed: int, width: int = 2048, height: int = 1536) -> bytes:
     return encode(noisy, "JPEG", quality=90)
 
 
-async def test_draft_decoding_predicts_like_a_full_decode(runtime: TensorFlowRuntime) -> None:
+async def test_the_default_decode_is_the_signature_s_and_full_decoding_is_opt_in(
+    runtime: TensorFlowRuntime, model_store: Path
+) -> None:
     photos = [large_photo(seed) for seed in range(3)]
     metrics = Metrics()
-    draft = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=True, metrics=metrics)
+    default = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), metrics=metrics)
     full = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=False)
     try:
-        fast = await draft.decode(photos, (SIZE, SIZE), "bilinear")
-        slow = await full.decode(photos, (SIZE, SIZE), "bilinear")
+        served = await default.decode(photos, (SIZE, SIZE), "bilinear")
+        finer = await full.decode(photos, (SIZE, SIZE), "bilinear")
     finally:
-        draft.close()
+        default.close()
         full.close()
-    assert fast.shape == slow.shape == (3, SIZE, SIZE, 3)
-    assert np.abs(fast - slow).mean() < 3.0  # pixel values 0..255
-    p_fast, p_slow = runtime.predict(fast), runtime.predict(slow)
-    np.testing.assert_allclose(p_fast, p_slow, atol=0.01)  # the photos' own predictions differ by ~0.05
+    assert served.shape == finer.shape == (3, SIZE, SIZE, 3)
+    signature = tf.saved_model.load(str(model_store / MODEL / "1")).signatures["serving_default"]
+    expected = signature(image_bytes=tf.constant(photos))["probabilities"].numpy()
+    np.testing.assert_allclose(runtime.predict(served), expected, atol=1e-4)  # the model's own answer
+    # --no-use-draft decodes at full size: other pixels than the model's definition, hence opt-in.
+    assert not np.array_equal(served, finer)
     assert metrics.decode_seconds._sum.get() > 0
 
 

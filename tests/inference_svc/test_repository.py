@@ -211,3 +211,23 @@ def test_model_config_parsing() -> None:
     assert VersionPolicy.parse("all").select([2, 1]) == [1, 2]
     with pytest.raises(InvalidArgument):
         VersionPolicy.parse("newest")
+
+
+async def test_a_version_trained_with_the_older_preprocessing_definition_is_served_with_a_warning(
+    tmp_path: Path, model_store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    base = tmp_path / "models"
+    version = publish_copy(model_store / MODEL / "1", base / MODEL, 1)
+    meta_file = version / "assets.extra" / "tfic.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["preprocessing"].pop("definition") == 2  # what an export records now
+    meta_file.write_text(json.dumps(meta))  # a version exported before issue 14
+    caplog.set_level("WARNING", logger="inference_svc.repository")
+    srv = await InferenceServer(make_settings(base)).start()
+    try:
+        await wait_until(lambda: srv.repository.available(MODEL), what="the old version to load")
+    finally:
+        await srv.stop(grace=1.0)
+    assert "trained with preprocessing definition 1" in caplog.text

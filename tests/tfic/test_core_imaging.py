@@ -24,10 +24,32 @@ def test_modes_become_rgb_at_the_requested_size() -> None:
         assert out.shape == (8, 12, 3) and out.dtype == np.uint8
 
 
-def test_sixteen_bit_greyscale_is_scaled_not_clipped() -> None:
-    arr = np.full((4, 4), 32768, dtype=np.uint16)
+def test_sixteen_bit_greyscale_keeps_the_high_byte() -> None:
+    arr = np.full((4, 4), 32768 + 255, dtype=np.uint16)  # what libpng's strip_16 (TensorFlow) gives: 128
     out = decode_resize(_encode(Image.fromarray(arr), "PNG"), (4, 4))
-    assert 120 <= int(out[0, 0, 0]) <= 135
+    assert (out == 128).all()
+
+
+def test_colour_rules_are_integer_formulas() -> None:
+    # CMYK: (255 - C) * (255 - K) // 255 on Pillow's (re-inverted) CMYK values.
+    cmyk = Image.new("CMYK", (8, 8), (10, 100, 200, 50))
+    out = decode_resize(_encode(cmyk, "TIFF"), (8, 8))  # TIFF keeps the values exactly
+    assert out[0, 0].tolist() == [(255 - c) * (255 - 50) // 255 for c in (10, 100, 200)]
+    # Alpha on white: (c * a + 255 * (255 - a) + 127) // 255.
+    rgba = Image.new("RGBA", (8, 8), (200, 0, 100, 64))
+    out = decode_resize(_encode(rgba, "PNG"), (8, 8))
+    assert out[0, 0].tolist() == [(c * 64 + 255 * 191 + 127) // 255 for c in (200, 0, 100)]
+    # A GIF's transparent pixels are black (TensorFlow's GIF decoder paints them so).
+    transparent = Image.new("P", (8, 8), 1)
+    transparent.putpalette([0, 0, 0, 250, 250, 250] + [0] * 762)
+    out = decode_resize(_encode(transparent, "GIF", transparency=1), (8, 8))
+    assert (out == 0).all()
+
+
+def test_nearest_takes_the_source_pixel_under_each_centre() -> None:
+    arr = np.arange(10, dtype=np.uint8)[None, :, None].repeat(3, 2).repeat(2, 0)
+    out = decode_resize(_encode(Image.fromarray(arr), "PNG"), (2, 4), "nearest")
+    assert out[0, :, 0].tolist() == [(2 * i + 1) * 10 // 8 for i in range(4)]  # [1, 3, 6, 8]
 
 
 def test_exif_orientation_is_applied() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from tfic.errors import InvalidDataset, NotFound
 from trainer_svc.data.source import FileSource, Sample, SkippedSample
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 @dataclass

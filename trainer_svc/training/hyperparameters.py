@@ -243,7 +243,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("use_weighted_loss", "bool", False, "weight classes by inverse frequency (imbalanced data)"),
     Spec("checkpoint_frequency", "int", 1, "epochs between checkpoints (0: none; --resume needs them)", 0, 100_000),
     Spec("precision_dtype", "choice", "float32", "compute precision", choices=("float32", "float16", "bfloat16")),
-    Spec("image_resize_interpolation", "choice", "bilinear", "resize method", choices=INTERPOLATIONS),
+    Spec(
+        "image_resize_interpolation",
+        "choice",
+        "bilinear",
+        "resize method (Pillow's filters; gaussian, mitchellcubic and lanczos5 are aliases of bilinear, bicubic and "
+        "Lanczos-3)",
+        choices=INTERPOLATIONS,
+    ),
     Spec(
         "augmentation",
         "bool",

@@ -1,8 +1,9 @@
 """The tf.data input pipeline: one path from any DataSource to batches of (pixels, one-hot labels).
 
-Decoding and resizing here are the same operations the exported ``serving_default`` signature
-runs (see :mod:`trainer_svc.training.graph_preprocess`), so a model sees identical pixels in
-training, evaluation and serving.
+Decoding and resizing run tfic's one preprocessing definition (:func:`tfic.imaging.decode_resize`, the
+code the inference service and ``tfic predict`` run), so a model sees identical pixels in training,
+evaluation and serving; the exported ``serving_default`` signature computes the same pixels in TensorFlow
+ops (see :mod:`trainer_svc.training.graph_preprocess`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer_svc.data.source import DataSource
-from trainer_svc.training.graph_preprocess import decode_and_resize
+from trainer_svc.training.graph_preprocess import pillow_decode_and_resize
 from trainer_svc.training.hyperparameters import Hyperparameters
 from trainer_svc.training.recipe import NONE as NO_AUGMENTATION
 from trainer_svc.training.recipe import Augmentation
@@ -95,7 +96,7 @@ def make_dataset(
         ds = ds.shuffle(min(n, 50_000), seed=hp.seed, reshuffle_each_iteration=True)
 
     def decode(data: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = decode_and_resize(data, (height, width), spec.interpolation)
+        image = pillow_decode_and_resize(data, (height, width), spec.interpolation)
         return tf.cast(image, tf.uint8), label
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)

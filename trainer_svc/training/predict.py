@@ -10,10 +10,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfic.errors import InvalidImage, NotFound, TficError
-from tfic.imaging import check_decodable
-from tfic.modeldir import SIGNATURE_BYTES, read_metadata, resolve_version_dir
+from tfic.imaging import decode_resize
+from tfic.modeldir import SIGNATURE_IMAGES, read_metadata, resolve_version_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def list_images(target: Path) -> list[Path]:
@@ -25,18 +25,29 @@ def list_images(target: Path) -> list[Path]:
 
 
 class LocalPredictor:
-    """Runs a model version's ``serving_default`` signature (in-graph decode and resize)."""
+    """Decodes with tfic's preprocessing definition (as the inference service does) and runs ``predict_images``.
+
+    Not ``serving_default``: the signature cannot apply EXIF orientation, and decoding here gives precise
+    errors instead of TensorFlow stack traces.
+    """
 
     def __init__(self, model_path: str | Path) -> None:
         self.version_dir = resolve_version_dir(model_path)
         self.meta = read_metadata(self.version_dir)
-        self._fn = tf.saved_model.load(str(self.version_dir)).signatures[SIGNATURE_BYTES]
+        self._fn = tf.saved_model.load(str(self.version_dir)).signatures[SIGNATURE_IMAGES]
+        height, width, _ = self.meta.image_shape
+        self.size = (height, width)
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """One encoded image → uint8 [H, W, 3] at the model's size (raises TficError for unusable data)."""
+        return decode_resize(data, self.size, self.meta.preprocessing.interpolation)
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        out = self._fn(images=tf.constant(pixels, dtype=tf.float32))
+        return np.asarray(out["probabilities"].numpy())
 
     def predict_bytes(self, images: list[bytes]) -> np.ndarray:
-        for data in images:
-            check_decodable(data)  # a precise error instead of a TensorFlow stack trace
-        out = self._fn(image_bytes=tf.constant(images))
-        return np.asarray(out["probabilities"].numpy())
+        return self.predict_pixels(np.stack([self.pixels(data) for data in images]))
 
 
 def result_for(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int = 0) -> dict[str, Any]:
@@ -61,16 +72,14 @@ def predict_paths(
     """One result per path, in order; unreadable images yield an ``error`` entry, not an exception."""
     for start in range(0, len(paths), batch):
         chunk = paths[start : start + batch]
-        good: list[tuple[Path, bytes]] = []
+        good: list[tuple[Path, np.ndarray]] = []
         errors: dict[Path, str] = {}
         for p in chunk:
             try:
-                data = p.read_bytes()
-                check_decodable(data)
-                good.append((p, data))
+                good.append((p, predictor.pixels(p.read_bytes())))
             except (OSError, TficError) as exc:
                 errors[p] = str(exc) if isinstance(exc, TficError) else f"cannot read file: {exc}"
-        probs = predictor.predict_bytes([d for _, d in good]) if good else np.zeros((0, 0))
+        probs = predictor.predict_pixels(np.stack([x for _, x in good])) if good else np.zeros((0, 0))
         by_path = {p: probs[i] for i, (p, _) in enumerate(good)}
         for p in chunk:
             if p in errors:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfic import modeldir
+from tfic.imaging import decode_resize
 
 
 def _encode(img: Image.Image, fmt: str) -> bytes:
@@ -31,6 +32,7 @@ def test_layout_and_metadata(trained_model: Path) -> None:
     assert meta.hyperparameters["epochs"] == 2
     assert 0.0 <= meta.metrics["validation:accuracy"] <= 1.0
     assert len(meta.dataset_fingerprint) == 16
+    assert meta.preprocessing.definition == modeldir.PREPROCESSING_DEFINITION
     labels_json = json.loads((trained_model / "assets.extra" / "labels.json").read_text())
     assert labels_json == {"labels": list(meta.labels)}
     assert (trained_model / "assets.extra" / "labels.txt").read_text().splitlines() == list(meta.labels)
@@ -49,13 +51,10 @@ def test_plain_tensorflow_serves_jpeg_and_png_bytes(trained_model: Path, digits_
     classes = out["classes"].numpy()
     assert classes.shape == (2, 10)
     assert [c.decode() for c in classes[0]] == [f"digit_{i}" for i in range(10)]
-    # The tensor signature on the same pixels gives the same answer as the bytes signature.
+    # The tensor signature on tfic's definition of the pixels gives the same answer as the bytes signature.
     for i, data in enumerate((png, jpeg)):
-        pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
-        resized = tf.clip_by_value(
-            tf.round(tf.image.resize(tf.cast(pixels, tf.float32), (16, 16), antialias=True)), 0, 255
-        )
-        tensor_out = loaded.signatures["predict_images"](images=resized[None])
+        pixels = decode_resize(data, (16, 16)).astype(np.float32)
+        tensor_out = loaded.signatures["predict_images"](images=pixels[None])
         np.testing.assert_allclose(tensor_out["probabilities"].numpy()[0], probs[i], atol=1e-6)
 
 
