@@ -105,15 +105,21 @@ def test_the_old_decode_would_fail_the_bound(version: Path, reference: Reference
     """The bound can fail: the previous graph decode (fast IDCT, no DCT scaling, tf.image.resize) breaks it."""
     meta = read_metadata(version)
     loaded = tf.saved_model.load(str(version))
-    deltas = []
+    deltas, pixel_deltas = [], []
     for i, name in enumerate(reference.names):
         if name in OWN_DEFINITION_ONLY or not name.endswith(".jpg"):
             continue
-        image = tf.io.decode_image(next(photos.glob(f"*/{name}")).read_bytes(), channels=3, expand_animations=False)
-        old = tf.round(tf.image.resize(tf.cast(image, tf.float32), meta.image_shape[:2], antialias=True))
-        probabilities = loaded.signatures["predict_images"](images=tf.clip_by_value(old, 0, 255)[None])
+        data = next(photos.glob(f"*/{name}")).read_bytes()
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        old = tf.clip_by_value(
+            tf.round(tf.image.resize(tf.cast(image, tf.float32), meta.image_shape[:2], antialias=True)), 0, 255
+        )
+        pixel_deltas.append(float(np.abs(old.numpy() - decode_resize(data, meta.image_shape[:2])).max()))
+        probabilities = loaded.signatures["predict_images"](images=old[None])
         deltas.append(float(np.abs(probabilities["probabilities"].numpy()[0] - reference.signature[i]).max()))
-    assert max(deltas) > 10 * BOUND
+    # How far the probabilities move depends on the trained model (the published epoch); the pixels do not.
+    assert max(pixel_deltas) >= 2
+    assert max(deltas) > BOUND
 
 
 def test_training_validation_pass_and_evaluate(version: Path, photos: Path, reference: Reference) -> None:
