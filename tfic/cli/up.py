@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--demo", action="store_true", help="train and classify the embedded digits dataset")
     p.add_argument("--exit", action="store_true", help="stop the services when the demo is done")
     p.add_argument("--epochs", type=int, default=12, help="demo: epochs of full training")
-    p.add_argument("--transfer-epochs", type=int, default=3, help="demo: epochs of transfer learning (0 skips it)")
+    p.add_argument(
+        "--transfer-epochs", type=int, default=10, help="demo: frozen-backbone epochs of transfer learning (0 skips it)"
+    )
     p.set_defaults(handler=run)
 
 
