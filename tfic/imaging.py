@@ -24,7 +24,6 @@ orientation and the formats it cannot decode (TIFF, PPM, animated WebP, palette 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +48,8 @@ INTERPOLATIONS = tuple(PIL_INTERPOLATION)
 
 # Formats whose Pillow decoders are mature and bounded; others (e.g. EPS, which shells out) are refused.
 SAFE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "MPO"})
+# File name suffixes of those formats, for everything that lists images in folders.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 DCT_SCALED_FORMATS = frozenset({"JPEG", "MPO"})
 
 WHITE = 255
@@ -76,6 +77,8 @@ def open_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Imag
         raise UnsupportedFormat(
             "data is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WebP)"
         ) from None
+    except Image.DecompressionBombError as exc:  # above Pillow's own ceiling, when --max-pixels is set higher
+        raise ImageTooLarge(str(exc)) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise InvalidImage(f"cannot read image header: {exc}") from None
     if img.format not in SAFE_FORMATS:
@@ -210,16 +213,14 @@ def decode_resize(
         raise UnsupportedFormat(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
     height, width = size
     img = open_image(data, limits)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            if use_draft and img.format in DCT_SCALED_FORMATS:
-                img.draft("RGB", draft_size(img, (width, height)))
-            img.load()
-        except Image.DecompressionBombWarning as exc:
-            raise ImageTooLarge(str(exc)) from None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
+    # No warnings.catch_warnings() here: it swaps interpreter-global state, and this runs in many threads at
+    # once (the service's decode pool, training's tf.data); open_image's pixel limit is the bomb check.
+    try:
+        if use_draft and img.format in DCT_SCALED_FORMATS:
+            img.draft("RGB", draft_size(img, (width, height)))
+        img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
     return np.asarray(resize(to_rgb(img), size, interpolation), dtype=np.uint8)
 
 

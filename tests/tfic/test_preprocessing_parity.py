@@ -155,6 +155,32 @@ def test_tfic_predict(version: Path, photos: Path, reference: Reference) -> None
     assert_parity(reference, {Path(r["source"]).name: np.asarray(r["probabilities"]) for r in results}, "predict")
 
 
+def test_tfic_predict_runs_an_older_definition_through_its_own_signature(
+    version: Path, photos: Path, reference: Reference, tmp_path: Path
+) -> None:
+    """A version exported before the one definition is predicted with the graph decode it was trained on."""
+    import json
+
+    from trainer_svc.training.predict import LocalPredictor, predict_paths
+
+    old = tmp_path / "old" / "1"
+    shutil.copytree(version, old)
+    meta_file = old / "assets.extra" / "tfic.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["preprocessing"]["definition"]  # as tfic wrote it before the definition was recorded
+    meta_file.write_text(json.dumps(meta))
+    predictor = LocalPredictor(old)
+    assert predictor.legacy
+    # The EXIF-rotated photo tells the two ways apart: the signature cannot rotate, tfic's definition does.
+    rotated = next(photos.glob(f"*/{EXIF_ROTATED}"))
+    (result,) = predict_paths(predictor, [rotated])
+    signature = tf.saved_model.load(str(old)).signatures["serving_default"]
+    expected = signature(image_bytes=tf.constant([rotated.read_bytes()]))["probabilities"].numpy()[0]
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-6)
+    own = reference.own[reference.names.index(EXIF_ROTATED)]
+    assert float(np.abs(expected - own).max()) > 1e-3
+
+
 @pytest.fixture(scope="module")
 def served(version: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The inference service and the gateway in front of it: (gRPC target, gateway URL)."""

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfic.errors import InvalidDataset, NotFound
+from tfic.imaging import IMAGE_SUFFIXES
 from trainer_svc.data.source import FileSource, Sample, SkippedSample
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -162,17 +163,21 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
     """Keep the weights of the best epoch so far (highest validation accuracy, then lowest loss).
 
     The weights are those of ``model`` (the whole classifier), whichever model is being fitted (the
-    head alone on cached features shares its layers). With ``state_dir`` the best weights and their
-    epoch are also written to disk, so a resumed run still publishes the best epoch of the whole run.
+    head alone on cached features shares its layers). With ``state_dir`` the best weights (plain
+    arrays: no optimizer, whichever phase's is attached) and their epoch are also kept on disk, so a
+    resumed run still publishes the best epoch of the whole run. Only ``writer`` writes there (the
+    chief); every worker reads it on resume, as it reads the chief's checkpoints, so all hold the
+    same weights when they export together.
     """
 
-    def __init__(self, model: keras.Model, state_dir: Path | None) -> None:
+    def __init__(self, model: keras.Model, state_dir: Path | None, writer: bool = True, resumed: bool = False) -> None:
         super().__init__()
         self.classifier = model
         self.state_dir = state_dir
+        self.writer = writer
         self.best: Candidate | None = None
         self._weights: list[np.ndarray] | None = None
-        if state_dir is not None and (state_dir / "best.json").is_file():
+        if resumed and state_dir is not None and (state_dir / "best.json").is_file():
             self.best = Candidate(**json.loads((state_dir / "best.json").read_text()))
 
     def offer(self, candidate: Candidate) -> bool:
@@ -180,12 +185,15 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             return False
         self.best = candidate
         self._weights = [np.copy(w) for w in self.classifier.get_weights()]
-        if self.state_dir is not None:
+        if self.state_dir is not None and self.writer:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            tf.train.Checkpoint(model=self.classifier).write(str(self.state_dir / "weights"))
-            (self.state_dir / "best.json").write_text(
-                json.dumps({"epoch": candidate.epoch, "metrics": candidate.metrics})
-            )
+            # Weights first, then the record that names them, each by rename: a crash leaves the old pair.
+            tmp = self.state_dir / "weights.tmp.npz"
+            np.savez(tmp, *self._weights)
+            os.replace(tmp, self.state_dir / "weights.npz")
+            record = self.state_dir / "best.json.tmp"
+            record.write_text(json.dumps({"epoch": candidate.epoch, "metrics": candidate.metrics}))
+            os.replace(record, self.state_dir / "best.json")
         return True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -197,11 +205,11 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
         """Put the best weights back into the classifier; returns the epoch they come from."""
         if self.best is None:
             return None
+        if self._weights is None and self.state_dir is not None:  # resumed: the best came before the interruption
+            with np.load(self.state_dir / "weights.npz") as saved:
+                self._weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
         if self._weights is not None:
             self.classifier.set_weights(self._weights)
-        elif self.state_dir is not None:  # resumed: the best epoch came before the interruption
-            status = tf.train.Checkpoint(model=self.classifier).read(str(self.state_dir / "weights"))
-            status.expect_partial().assert_existing_objects_matched()
         return self.best
 
 

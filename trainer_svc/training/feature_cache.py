@@ -5,8 +5,10 @@ backbone forward pass on the same pixels again; that pass is almost all of an ep
 runs once per image; the head (dropout → dense → softmax, the classifier's own layers, so the weights
 learnt here are the ones exported) then trains on the stored features in milliseconds per epoch.
 
-The head sees the same batches in the same order as the uncached path would: the same seeded
-``shuffle`` over the same number of elements, applied to row indices instead of images.
+The head sees the same batches in the same order as the uncached path would whenever the uncached
+path holds its decoded pixels in memory (up to ``DEFAULT_CACHE_BYTES``): the same seeded ``shuffle``
+over the same number of elements, applied to row indices instead of images. (Above that the pixel
+pipeline shuffles encoded images in a bounded buffer, and the orders differ; the learning does not.)
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ for JPEG (incl. CMYK and grayscale), PNG (8/16-bit, palette, transparency), GIF 
 and static WebP, with two differences TensorFlow cannot close: EXIF orientation is not applied (a JPEG stored
 on its side stays on its side), and formats TensorFlow cannot decode (TIFF, PPM, palette BMP, animated WebP)
 are refused. tfic's own paths (training, evaluation, ``tfic predict``, the inference service) run the Python
-definition itself (:func:`pillow_decode_and_resize` inside tf.data), so they agree exactly everywhere.
+definition itself (training through ``tf.numpy_function`` in :mod:`trainer_svc.training.pipeline`), so they
+agree exactly everywhere.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from tfic import imaging
@@ -106,16 +106,3 @@ def decode_and_resize(data: tf.Tensor, size: tuple[int, int], interpolation: str
     """Encoded bytes (scalar string) → float32 [H, W, 3] with whole values in 0..255, in TensorFlow ops only."""
     resized = pillow_resize.resize(decode(data, size), size, interpolation)
     return tf.ensure_shape(tf.cast(resized, tf.float32), [size[0], size[1], 3])
-
-
-def pillow_decode_and_resize(data: tf.Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> tf.Tensor:
-    """The Python definition itself inside a tf.data map: float32 [H, W, 3] (EXIF orientation and every format).
-
-    Pillow releases the GIL while it decodes and resizes, so parallel map calls use every core.
-    """
-
-    def run(encoded: bytes) -> np.ndarray:
-        return imaging.decode_resize(encoded, size, interpolation)
-
-    image = tf.numpy_function(run, [data], tf.uint8, stateful=False)
-    return tf.ensure_shape(tf.cast(image, tf.float32), [size[0], size[1], 3])

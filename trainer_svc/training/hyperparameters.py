@@ -80,7 +80,9 @@ class Spec:
             return "one of " + ", ".join(str(c) for c in (("auto",) if self.auto else ()) + self.choices)
         lo = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
         hi = "" if self.high is None else (f"< {self.high:g}" if self.high_open else f"<= {self.high:g}")
-        text = " and ".join(x for x in (lo, hi) if x) or ("true or false" if self.kind == "bool" else "any value")
+        if self.kind == "bool":
+            return "auto, true or false" if self.auto else "true or false"
+        text = " and ".join(x for x in (lo, hi) if x) or "any value"
         return f"auto, or {text}" if self.auto else text
 
     def parse(self, raw: Any) -> Any:
@@ -410,12 +412,19 @@ def _unknown_message(name: str) -> str:
     return f"unknown hyperparameter {name!r}{hint} (allowed: {', '.join(s.name for s in SPECS)})"
 
 
-def _check_consistency(hp: Hyperparameters) -> None:
-    if hp.lr_scheduler_step and hp.epochs is not None and hp.lr_scheduler_step[-1] > hp.epochs:
+def check_scheduler_steps(hp: Hyperparameters, epochs: int) -> None:
+    """MXNet's step schedule must step within the main phase's ``epochs`` (given, or chosen by the recipe)."""
+    if hp.lr_scheduler_step and hp.lr_scheduler_step[-1] > epochs:
+        given = f"epochs={epochs}" if hp.epochs is not None else f"the recipe's {epochs} epochs (epochs=auto)"
         raise InvalidHyperparameter(
-            f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond epochs={hp.epochs}",
+            f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond {given}",
             name="lr_scheduler_step",
         )
+
+
+def _check_consistency(hp: Hyperparameters) -> None:
+    if hp.epochs is not None:
+        check_scheduler_steps(hp, hp.epochs)
     if hp.lr_schedule == "step" and not hp.lr_scheduler_step:
         raise InvalidHyperparameter(
             'lr_schedule=step needs lr_scheduler_step (epochs such as "10,20")', name="lr_schedule"
@@ -449,6 +458,16 @@ def load_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidHyperparameter(f"hyperparameters file {path} must hold a JSON object of name: value")
     return data
+
+
+def markdown_table() -> str:
+    """The hyperparameter table of docs/training.md (scripts/gen_hyperparameter_docs.py writes it there)."""
+    rows = ["| name | aliases | default | allowed | what it does |", "|---|---|---|---|---|"]
+    for spec in SPECS:
+        aliases = ", ".join(f"`{a}`" for a in spec.aliases)
+        allowed = f"default only — {spec.rejected}" if spec.rejected else spec.describe_range()
+        rows.append(f"| `{spec.name}` | {aliases} | `{spec.default_text}` | {allowed} | {spec.help} |")
+    return "\n".join(rows)
 
 
 def specs() -> tuple[Spec, ...]:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PhaseOptimizers:
-    head: keras.optimizers.Optimizer  # the whole network's when backbone is None
+    main: keras.optimizers.Optimizer  # the head's, or the whole network's when backbone is None
     backbone: keras.optimizers.Optimizer | None
 
 
@@ -54,7 +54,7 @@ def make_optimizers(recipe: Recipe, hp: Hyperparameters, steps_per_epoch: int) -
 def tracked_optimizers(optimizers: list[PhaseOptimizers]) -> dict[str, keras.optimizers.Optimizer]:
     tracked = {}
     for i, opts in enumerate(optimizers):
-        tracked[f"phase{i}_optimizer"] = opts.head
+        tracked[f"phase{i}_optimizer"] = opts.main
         if opts.backbone is not None:
             tracked[f"phase{i}_backbone_optimizer"] = opts.backbone
     return tracked
@@ -108,7 +108,7 @@ class PhaseRunner:
         """Incremental training that keeps the head: the base version's own validation result is epoch 0."""
         assert self.best is not None
         with self.strategy.scope():
-            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[0].head)
+            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[0].main)
         results = self.model.evaluate(self.validation_pixels(), verbose=0, return_dict=True)
         metrics = {f"val_{k}": float(v) for k, v in results.items()}
         self.best.offer(cb.Candidate(0, metrics))
@@ -131,7 +131,8 @@ class PhaseRunner:
         fitted: keras.Model
         if phase.cache_features:
             train_features, val_features = self._cached_features()
-            fitted = feature_cache.head_model(self.model)
+            with self.strategy.scope():  # a model built outside the scope cannot train mirrored variables
+                fitted = feature_cache.head_model(self.model)
             train_ds = train_features.dataset(hp.batch_size, self.num_classes, shuffle_seed=hp.seed)
             val_ds = val_features.dataset(hp.batch_size, self.num_classes, shuffle_seed=None)
         else:
@@ -142,7 +143,7 @@ class PhaseRunner:
             val_ds = self.validation_pixels()
         self.model.set_backbone_optimizer(opts.backbone)
         with self.strategy.scope():
-            compile_classifier(fitted, hp, self.num_classes, opts.head)
+            compile_classifier(fitted, hp, self.num_classes, opts.main)
         self.epoch_events.phase = phase.name
         self.epoch_events.backbone_optimizer = opts.backbone
         callbacks: list[keras.callbacks.Callback] = [self.epoch_events]
@@ -173,7 +174,8 @@ class PhaseRunner:
 
     def _cached_features(self) -> tuple[feature_cache.Features, feature_cache.Features]:
         if self._features is None:
-            extractor = feature_cache.feature_extractor(self.model)
+            with self.strategy.scope():
+                extractor = feature_cache.feature_extractor(self.model)
             batch = self.hp.batch_size
             pixels = make_dataset(self.train, self.spec, batch, training=False, hp=self.hp)
             spill = self.spill_dir
@@ -195,37 +197,36 @@ class PhaseRunner:
             self._features = (train, val)
         return self._features
 
-    def finish(self) -> tuple[dict[str, float], dict[str, Any]]:
+    def finish(self, initial_epoch: int) -> tuple[dict[str, float], dict[str, Any]]:
         """Put the published epoch's weights in place; its validation metrics and the run's training record."""
         history = self.epoch_events.history
-        exported: int | None = history[-1]["epoch"] if history else None
+        epochs_run = int(history[-1]["epoch"]) if history else initial_epoch
+        exported: int | None = epochs_run or None
+        train_metrics: dict[str, float] = dict(history[-1]["metrics"]) if history else {}
         if self.recipe.export_epoch == "best" and self.best is not None:
             chosen = self.best.restore()
             if chosen is not None:
-                exported = chosen.epoch
+                exported, train_metrics = chosen.epoch, chosen.metrics
                 if chosen.epoch == 0:
                     log.warning("no epoch beat the base version on validation; publishing the base version's weights")
         with self.strategy.scope():
-            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[-1].head)
+            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[-1].main)
         results = self.model.evaluate(self.validation_pixels(), verbose=0, return_dict=True)
         metrics = {f"validation:{k}": float(v) for k, v in results.items()}
-        row = next((e for e in history if e["epoch"] == exported), None)
-        if row is not None:
-            metrics.update({f"train:{k}": v for k, v in row["metrics"].items() if not k.startswith("val_")})
+        metrics.update({f"train:{k}": float(v) for k, v in train_metrics.items() if not k.startswith("val_")})
         stopped_at = self.early_stop.stopped_epoch if self.early_stop is not None else None
         training = {
             "recipe": self.hp.recipe,
             "phases": [{"name": p.name, "epochs": p.epochs} for p in self.recipe.phases],
-            "epochs_run": int(history[-1]["epoch"]) if history else 0,
+            "epochs_run": epochs_run,
             "exported_epoch": exported,
             "export_epoch": self.recipe.export_epoch,
             "early_stopping_epoch": stopped_at,
         }
-        if exported is not None:
-            log.info(
-                "publishing epoch %s (%s): validation accuracy %.4f",
-                exported,
-                self.recipe.export_epoch,
-                metrics.get("validation:accuracy", float(np.nan)),
-            )
+        log.info(
+            "publishing epoch %s (%s): validation accuracy %.4f",
+            exported,
+            self.recipe.export_epoch,
+            metrics.get("validation:accuracy", float(np.nan)),
+        )
         return metrics, training

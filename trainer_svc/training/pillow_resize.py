@@ -16,6 +16,9 @@ import math
 from collections.abc import Callable
 
 import tensorflow as tf
+from PIL import Image
+
+from tfic import imaging
 
 PRECISION_BITS = 22
 _ONE = float(1 << PRECISION_BITS)
@@ -68,17 +71,17 @@ def _lanczos(x: tf.Tensor, c: _Opaque) -> tf.Tensor:
     return tf.where(inside, _sinc(x, c) * _sinc(x / c(3.0), c), tf.zeros_like(x))
 
 
-# Pillow's filters and their supports, by tfic's interpolation names (the same aliases as tfic.imaging).
-FILTERS: dict[str, tuple[Filter, float]] = {
-    "bilinear": (_bilinear, 1.0),
-    "gaussian": (_bilinear, 1.0),
-    "bicubic": (_bicubic, 2.0),
-    "mitchellcubic": (_bicubic, 2.0),
-    "area": (_box, 0.5),
-    "lanczos3": (_lanczos, 3.0),
-    "lanczos5": (_lanczos, 3.0),
+# Pillow's filters and their supports (Resample.c), by tfic's interpolation names through tfic.imaging's own
+# name → filter table, so that a name added there cannot be missing here.
+_PILLOW_FILTERS: dict[Image.Resampling, tuple[Filter, float]] = {
+    Image.Resampling.BILINEAR: (_bilinear, 1.0),
+    Image.Resampling.BICUBIC: (_bicubic, 2.0),
+    Image.Resampling.BOX: (_box, 0.5),
+    Image.Resampling.LANCZOS: (_lanczos, 3.0),
 }
-INTERPOLATIONS = (*FILTERS, "nearest")
+FILTERS: dict[str, tuple[Filter, float]] = {
+    name: _PILLOW_FILTERS[f] for name, f in imaging.PIL_INTERPOLATION.items() if f != Image.Resampling.NEAREST
+}
 
 
 def _coefficients(

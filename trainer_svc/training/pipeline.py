@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfic import imaging
 from trainer_svc.data.source import DataSource
-from trainer_svc.training.graph_preprocess import pillow_decode_and_resize
 from trainer_svc.training.hyperparameters import Hyperparameters
 from trainer_svc.training.recipe import NONE as NO_AUGMENTATION
 from trainer_svc.training.recipe import Augmentation
@@ -72,6 +72,20 @@ def _augmenter(aug: Augmentation, seed: int, image_shape: tuple[int, int, int]) 
     return keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation")
 
 
+def decode_definition(data: tf.Tensor, size: tuple[int, int], interpolation: str) -> tf.Tensor:
+    """tfic's preprocessing definition itself (:func:`tfic.imaging.decode_resize`) inside tf.data: uint8 [H, W, 3].
+
+    The Python code the inference service runs, not a TensorFlow copy of it; Pillow releases the GIL while
+    it decodes and resizes, so parallel map calls use every core.
+    """
+
+    def run(encoded: bytes) -> np.ndarray:
+        return imaging.decode_resize(encoded, size, interpolation)
+
+    image = tf.numpy_function(run, [data], tf.uint8, stateful=False)
+    return tf.ensure_shape(image, [size[0], size[1], 3])
+
+
 def make_dataset(
     source: DataSource,
     spec: InputSpec,
@@ -96,8 +110,7 @@ def make_dataset(
         ds = ds.shuffle(min(n, 50_000), seed=hp.seed, reshuffle_each_iteration=True)
 
     def decode(data: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = pillow_decode_and_resize(data, (height, width), spec.interpolation)
-        return tf.cast(image, tf.uint8), label
+        return decode_definition(data, (height, width), spec.interpolation), label
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache:

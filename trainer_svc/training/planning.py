@@ -6,6 +6,7 @@ incremental training does with a previous version's metadata.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import tf_keras as keras
 
 from tfic.errors import IncompatibleModel, InvalidHyperparameter
-from tfic.modeldir import ModelMetadata, Preprocessing, read_metadata, resolve_version_dir
+from tfic.modeldir import PREPROCESSING_DEFINITION, ModelMetadata, Preprocessing, read_metadata, resolve_version_dir
 from trainer_svc.training import architectures
 from trainer_svc.training.hyperparameters import Hyperparameters
 
@@ -126,7 +127,8 @@ def _incremental(hp: Hyperparameters, base_model: str, class_names: tuple[str, .
 
     else:
         raise IncompatibleModel(f"base model {version_dir} has unknown architecture {arch!r}")
-    pre = meta.preprocessing
+    # This run trains on today's preprocessing definition, whatever the base version was trained on.
+    pre = dataclasses.replace(meta.preprocessing, definition=PREPROCESSING_DEFINITION)
     return ModelPlan(arch, shape, pre, build, pretrained=True, restore_from=version_dir, keep_head=keep_head)
 
 

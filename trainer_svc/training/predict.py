@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfic.errors import InvalidImage, NotFound, TficError
-from tfic.imaging import decode_resize
-from tfic.modeldir import SIGNATURE_IMAGES, read_metadata, resolve_version_dir
+from tfic.imaging import IMAGE_SUFFIXES, check_decodable, decode_resize
+from tfic.modeldir import (
+    PREPROCESSING_DEFINITION,
+    SIGNATURE_BYTES,
+    SIGNATURE_IMAGES,
+    read_metadata,
+    resolve_version_dir,
+)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+log = logging.getLogger(__name__)
 
 
 def list_images(target: Path) -> list[Path]:
@@ -28,26 +35,46 @@ class LocalPredictor:
     """Decodes with tfic's preprocessing definition (as the inference service does) and runs ``predict_images``.
 
     Not ``serving_default``: the signature cannot apply EXIF orientation, and decoding here gives precise
-    errors instead of TensorFlow stack traces.
+    errors instead of TensorFlow stack traces. A version trained before the one definition (metadata
+    ``preprocessing.definition`` 1) is run through its own ``serving_default`` instead, whose graph decode
+    is the one it was trained on.
     """
 
     def __init__(self, model_path: str | Path) -> None:
         self.version_dir = resolve_version_dir(model_path)
         self.meta = read_metadata(self.version_dir)
-        self._fn = tf.saved_model.load(str(self.version_dir)).signatures[SIGNATURE_IMAGES]
+        loaded = tf.saved_model.load(str(self.version_dir))
+        self._images = loaded.signatures[SIGNATURE_IMAGES]
+        self.legacy = self.meta.preprocessing.definition < PREPROCESSING_DEFINITION
+        self._bytes = loaded.signatures[SIGNATURE_BYTES] if self.legacy else None
+        if self.legacy:
+            log.info(
+                "%s was trained with preprocessing definition %d: predicting through its own serving_default",
+                self.version_dir,
+                self.meta.preprocessing.definition,
+            )
         height, width, _ = self.meta.image_shape
         self.size = (height, width)
 
-    def pixels(self, data: bytes) -> np.ndarray:
-        """One encoded image → uint8 [H, W, 3] at the model's size (raises TficError for unusable data)."""
+    def prepare(self, data: bytes) -> np.ndarray | bytes:
+        """One encoded image → the model's input: uint8 [H, W, 3] pixels (or, legacy, the checked bytes).
+
+        Raises TficError for unusable data.
+        """
+        if self.legacy:
+            check_decodable(data)
+            return data
         return decode_resize(data, self.size, self.meta.preprocessing.interpolation)
 
-    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        out = self._fn(images=tf.constant(pixels, dtype=tf.float32))
+    def predict_prepared(self, inputs: list[np.ndarray | bytes]) -> np.ndarray:
+        if self._bytes is not None:
+            out = self._bytes(image_bytes=tf.constant(inputs))
+        else:
+            out = self._images(images=tf.constant(np.stack(inputs), dtype=tf.float32))
         return np.asarray(out["probabilities"].numpy())
 
     def predict_bytes(self, images: list[bytes]) -> np.ndarray:
-        return self.predict_pixels(np.stack([self.pixels(data) for data in images]))
+        return self.predict_prepared([self.prepare(data) for data in images])
 
 
 def result_for(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int = 0) -> dict[str, Any]:
@@ -72,14 +99,14 @@ def predict_paths(
     """One result per path, in order; unreadable images yield an ``error`` entry, not an exception."""
     for start in range(0, len(paths), batch):
         chunk = paths[start : start + batch]
-        good: list[tuple[Path, np.ndarray]] = []
+        good: list[tuple[Path, np.ndarray | bytes]] = []
         errors: dict[Path, str] = {}
         for p in chunk:
             try:
-                good.append((p, predictor.pixels(p.read_bytes())))
+                good.append((p, predictor.prepare(p.read_bytes())))
             except (OSError, TficError) as exc:
                 errors[p] = str(exc) if isinstance(exc, TficError) else f"cannot read file: {exc}"
-        probs = predictor.predict_pixels(np.stack([x for _, x in good])) if good else np.zeros((0, 0))
+        probs = predictor.predict_prepared([x for _, x in good]) if good else np.zeros((0, 0))
         by_path = {p: probs[i] for i, (p, _) in enumerate(good)}
         for p in chunk:
             if p in errors:

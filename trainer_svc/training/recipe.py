@@ -2,7 +2,7 @@
 
 Hyperparameters keep SageMaker's names and meaning; what SageMaker leaves to the user (how to fine-tune
 a pretrained network without wrecking it) is decided here, once, from the hyperparameters and the model
-plan, and recorded in the run's ``start`` event so a user sees exactly what ran.
+plan, and recorded in the run's ``recipe`` event so a user sees exactly what ran.
 
 ``recipe=tfic`` (the default), when a new head is trained on a pretrained backbone:
 
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tfic.errors import InvalidHyperparameter
-from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.hyperparameters import Hyperparameters, check_scheduler_steps
 
 TFIC_HEAD_EPOCHS = 10
 TFIC_FINE_TUNE_EPOCHS = 5
@@ -112,13 +112,16 @@ def resolve(
 
     def epochs(tfic_default: int) -> int:
         value = hp.epochs if hp.epochs is not None else (tfic_default if tfic else SAGEMAKER_EPOCHS)
-        if hp.lr_scheduler_step and hp.lr_scheduler_step[-1] > value:
-            raise InvalidHyperparameter(
-                f"lr_scheduler_step={','.join(map(str, hp.lr_scheduler_step))} has steps beyond the {value} epochs "
-                "of the main phase",
-                name="lr_scheduler_step",
-            )
+        check_scheduler_steps(hp, value)
         return value
+
+    if hp.head_epochs and (hp.train_only_top_layer or not pretrained):  # 0 (no warm-up) is true of them anyway
+        what = (
+            "train_only_top_layer=true trains only the head: use epochs"
+            if hp.train_only_top_layer
+            else ("there is no pretrained backbone to warm a head up on (full training)")
+        )
+        raise InvalidHyperparameter(f"head_epochs={hp.head_epochs} does not apply: {what}", name="head_epochs")
 
     if hp.train_only_top_layer:
         aug = augmentation(NONE)

@@ -131,13 +131,13 @@ def build_model(model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) ->
         backbone_inference_mode=fine_tune_pretrained or hp.train_only_top_layer,
     )
     if model_plan.restore_from is not None:
-        _restore_base(model, model_plan, hp, num_classes)
+        _restore_base(model, model_plan, hp)
     if hp.train_only_top_layer:
         features_of(model).trainable = False
     return model
 
 
-def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) -> None:
+def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters) -> None:
     """Copy a previous version's weights (all, or the feature extractor's for a new head) into ``model``.
 
     They are restored into a separate copy first: a checkpoint restored into ``model`` itself would
@@ -160,7 +160,6 @@ def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters
         model.set_weights(old.get_weights())
     else:
         features_of(model).set_weights(features_of(old).get_weights())
-    del num_classes
 
 
 def run(request: TrainRequest, sink: EventSink = null_sink) -> TrainResult:
@@ -218,22 +217,22 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         shared.append(stopper)
     if request.progress:
         shared.append(cb.ProgressBar(steps_per_epoch, total))
-    # Every worker writes the best weights (saving takes part in collectives); only the chief's are kept.
-    best_dir = work / "best" if chief else ckpt_dir / "best"
-    best = cb.BestEpoch(model, best_dir) if recipe.export_epoch == "best" else None
+    best = None
+    if recipe.export_epoch == "best":
+        best = cb.BestEpoch(model, work / "best", writer=chief, resumed=initial_epoch > 0)
     runner = PhaseRunner(
-        model,
-        hp,
-        recipe,
-        strategy,
-        train,
-        validation,
-        spec,
-        sink,
-        optimizers,
-        cb.EpochEvents(sink, total, len(train.samples)),
-        best,
-        shared,
+        model=model,
+        hp=hp,
+        recipe=recipe,
+        strategy=strategy,
+        train=train,
+        validation=validation,
+        spec=spec,
+        sink=sink,
+        optimizers=optimizers,
+        epoch_events=cb.EpochEvents(sink, total, len(train.samples)),
+        best=best,
+        shared_callbacks=shared,
         spill_dir=work / "features" if chief else None,
     )
     if recipe.evaluate_base and initial_epoch == 0:
@@ -244,7 +243,7 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         sink({"type": "stopped"})
         raise Cancelled("training was stopped before it finished; no model version was published")
 
-    metrics, training = runner.finish()
+    metrics, training = runner.finish(initial_epoch)
     meta = ModelMetadata(
         labels=train.class_names,
         image_shape=model_plan.image_shape,

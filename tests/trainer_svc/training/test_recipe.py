@@ -111,6 +111,13 @@ def test_auto_is_accepted_where_the_recipe_decides() -> None:
 
 
 def test_scheduler_steps_beyond_the_recipe_s_epochs_are_refused() -> None:
-    with pytest.raises(InvalidHyperparameter, match=r"steps beyond the 5 epochs of the main phase"):
+    with pytest.raises(InvalidHyperparameter, match=r"steps beyond the recipe's 5 epochs \(epochs=auto\)"):
         resolve(parse({"lr_scheduler_step": "2,6"}), **TRANSFER)
     assert resolve(parse({"lr_scheduler_step": "2,4"}), **TRANSFER).phases[1].schedule == "step"
+
+
+def test_head_epochs_where_there_is_no_head_warm_up_is_refused() -> None:
+    with pytest.raises(InvalidHyperparameter, match="train_only_top_layer=true trains only the head: use epochs"):
+        resolve(parse({"train_only_top_layer": "true", "head_epochs": "4"}), **TRANSFER)
+    with pytest.raises(InvalidHyperparameter, match="no pretrained backbone"):
+        resolve(parse({"head_epochs": "4"}), pretrained=False, new_head=True, incremental=False)

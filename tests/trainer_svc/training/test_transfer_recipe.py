@@ -97,7 +97,8 @@ def test_published_versions_carry_no_optimizer_state(tmp_path: Path, few_digits:
 
 
 def test_cached_features_train_the_same_head_as_the_full_forward_pass(tmp_path: Path, few_digits: Path) -> None:
-    hp = {**HP, "train_only_top_layer": "true", "epochs": "4", "dropout_rate": "0", "export_epoch": "last"}
+    hp = {"image_shape": "3,32,32", "train_only_top_layer": "true", "epochs": "4", "batch_size": "32", "seed": "5",
+          "dropout_rate": "0", "export_epoch": "last"}  # fmt: skip
     fast: list[dict[str, Any]] = []
     slow: list[dict[str, Any]] = []
     cached = _run(few_digits, tmp_path, "cached", hp, fast)
@@ -127,7 +128,8 @@ def _with_optimizer_state(version: Path, learning_rate: float) -> None:
 
 
 def test_incremental_training_starts_from_the_base_and_never_publishes_worse(tmp_path: Path, few_digits: Path) -> None:
-    base = _run(few_digits, tmp_path, "base", {**HP, "train_only_top_layer": "true", "epochs": "3"})
+    frozen = {"image_shape": "3,32,32", "train_only_top_layer": "true", "epochs": "3", "batch_size": "32", "seed": "5"}
+    base = _run(few_digits, tmp_path, "base", frozen)
     assert base.path is not None
     base_accuracy = modeldir.read_metadata(base.path).metrics["validation:accuracy"]
     _with_optimizer_state(base.path, learning_rate=0.05)
@@ -191,3 +193,27 @@ def test_early_stopping_says_when_and_why(tmp_path: Path, digits_dir: Path) -> N
     assert result.path is not None
     training = modeldir.read_metadata(result.path).training
     assert training["early_stopping_epoch"] == 2 and training["epochs_run"] == 2
+
+
+def test_a_resumed_run_publishes_a_best_epoch_from_before_the_interruption(tmp_path: Path, few_digits: Path) -> None:
+    """A rate of 0.3 wrecks the fine-tune, so the best epoch is in the head phase, before the interruption."""
+    work = tmp_path / "work"
+    hp = {**HP, "head_epochs": "2", "epochs": "2", "learning_rate": "0.3"}
+    first: list[dict[str, Any]] = []
+
+    def after_epoch_three() -> bool:
+        return any(e["type"] == "checkpoint" and e["epoch"] == 3 for e in first)
+
+    with pytest.raises(Cancelled):
+        _run(few_digits, tmp_path, "r", hp, first, work_dir=work, should_stop=after_epoch_three)
+    second: list[dict[str, Any]] = []
+    result = _run(few_digits, tmp_path, "r", hp, second, work_dir=work, resume=True)
+    seen = [e for e in _epochs(first) if e["epoch"] <= 3] + _epochs(second)
+    best = _best(seen)
+    assert best["phase"] == "head" and best["metrics"]["val_accuracy"] > _epochs(second)[0]["metrics"]["val_accuracy"]
+    assert result.path is not None
+    meta = modeldir.read_metadata(result.path)
+    assert meta.training["exported_epoch"] == best["epoch"]
+    # The weights came back from the work directory: they measure what that epoch measured.
+    assert meta.metrics["validation:accuracy"] == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)
+    assert meta.metrics["train:loss"] == pytest.approx(best["metrics"]["loss"])
