@@ -20,9 +20,10 @@ install: $(STAMP)
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
-## The main job on the embedded default: digits → train → evaluate → classify.
+## The main job on the embedded default: digits → train → evaluate → classify, through the three services.
+DEMO_DIR ?= $(or $(TFIC_DEMO_DIR),demo-output)
 demo: $(STAMP)
-	$(PY) -m tfic.demo
+	$(VENV)/bin/tfic up --demo --exit --workdir $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

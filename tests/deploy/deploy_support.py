@@ -56,7 +56,7 @@ class Service:
     """How one tfic service is packaged and deployed; the tests check each fact against the code."""
 
     name: str  # tfic serve <name>
-    module: str  # the package's entry point, as tfic.cli.services registers it
+    module: str  # the package's entry point, as tfic_cli.serve registers it
     kind: str  # the workload kind in the base
     workload: str
     container: str
@@ -243,7 +243,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 def parse_cli(argv: list[str], env: Mapping[str, str]) -> argparse.Namespace:
     """``tfic ARGV`` parsed as the container would parse it, with ``env`` as its TFIC_* environment."""
-    from tfic.cli.main import build_parser
+    from tfic_cli.main import build_parser
 
     with environment(env):
         return build_parser().parse_args(argv)
@@ -254,7 +254,7 @@ _ENV_IN_HELP = re.compile(r"\[env (TFIC_[A-Z0-9_]+)\]")
 
 def cli_env_vars(service: Service) -> set[str]:
     """Every TFIC_* variable ``tfic serve <service>`` reads, from its flags' help (``[env NAME]``)."""
-    from tfic.cli.main import build_parser
+    from tfic_cli.main import build_parser
 
     with environment({}):
         parser = build_parser()

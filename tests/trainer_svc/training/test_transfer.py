@@ -89,7 +89,7 @@ def test_keras_application_backbone_from_a_local_weights_file(
 ) -> None:
     import tf_keras as keras
 
-    from tfic.cli.main import main
+    from tfic_cli.main import main
 
     # A "*_notop.h5" stand-in: the same architecture's weights saved to a file.
     source = keras.applications.MobileNetV2(include_top=False, pooling="avg", weights=None, input_shape=(32, 32, 3))
