@@ -79,7 +79,7 @@ def test_target_exposes_and_health_checks_the_real_ports(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_image_environment_variables_are_real(target: str) -> None:
-    from trainer_svc.backbones.convert import CACHE_ENV
+    from trainer_svc.backbones.efficientnet_lite_weights import CACHE_ENV
 
     service = _service_of(target)
     require(service)

@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 from tfic.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tfic.modeldir import clean_stale_staging
 from trainer_svc.service import process
-from trainer_svc.service.config import TrainerSettings
 from trainer_svc.service.jobs import (
     EPOCH,
     ERROR,
@@ -52,6 +51,7 @@ from trainer_svc.service.jobs import (
     ModelOutput,
 )
 from trainer_svc.service.metrics import TrainerMetrics
+from trainer_svc.service.settings import TrainerSettings
 from trainer_svc.service.store import JobStore, NewEvent, state_event
 from trainer_svc.service.validation import check_spec, validate_job_name
 
