@@ -25,10 +25,12 @@ DEMO_DIR ?= $(or $(TFIC_DEMO_DIR),demo-output)
 demo: $(STAMP)
 	$(VENV)/bin/tfic up --demo --exit --workdir $(DEMO_DIR)
 
+## Also what .pre-commit-config.yaml runs (pre-commit install once, or pre-commit run --all-files).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
