@@ -7,11 +7,12 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint install protos deploy-check bench clean format
 
-# New packages must re-run the editable install, so the stamp depends on them too.
-$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto) $(wildcard */__init__.py)
+# New packages must re-run the editable install, so the stamp depends on them too. dev pulls every extra
+# (each service's, client, demo, bench), torch-reference the torch the EfficientNet-Lite0 check compares with.
+$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto) $(wildcard */__init__.py) $(wildcard */__main__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,torch-reference]'
 	$(PY) scripts/gen_protos.py
 	touch $(STAMP)
 
