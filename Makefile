@@ -7,11 +7,12 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint install protos deploy-check bench clean format
 
-# New packages must re-run the editable install, so the stamp depends on them too.
-$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto) $(wildcard */__init__.py)
+# New packages must re-run the editable install, so the stamp depends on them too. dev pulls every extra
+# (each service's, client, demo, bench), torch-reference the torch the EfficientNet-Lite0 check compares with.
+$(STAMP): pyproject.toml constraints.txt setup.py scripts/gen_protos.py $(wildcard protos/tfic/v1/*.proto) $(wildcard */__init__.py) $(wildcard */__main__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,torch-reference]'
 	$(PY) scripts/gen_protos.py
 	touch $(STAMP)
 
@@ -20,14 +21,17 @@ install: $(STAMP)
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
-## The main job on the embedded default: digits → train → evaluate → classify.
+## The main job on the embedded default: digits → train → evaluate → classify, through the three services.
+DEMO_DIR ?= $(or $(TFIC_DEMO_DIR),demo-output)
 demo: $(STAMP)
-	$(PY) -m tfic.demo
+	$(VENV)/bin/tfic up --demo --exit --workdir $(DEMO_DIR)
 
+## Also what .pre-commit-config.yaml runs (pre-commit install once, or pre-commit run --all-files).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_throughput.json"))
     args = parser.parse_args()
-    from tfic.demo_data import write_digits
+    from tfic_demo.digits import write_digits
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_digits(Path(tmp) / "digits")

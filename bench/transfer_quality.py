@@ -50,7 +50,7 @@ INCREMENTAL: dict[str, tuple[str, dict[str, str]]] = {
 
 def train(train_dir: Path, val_dir: Path, base: Path, name: str, base_model: str, hp: dict[str, str]) -> dict[str, Any]:
     """One `tfic train` process; its events summarised."""
-    cmd = [sys.executable, "-m", "tfic.cli.main", "train", str(train_dir), "--validation", str(val_dir),
+    cmd = [sys.executable, "-m", "tfic_cli", "train", str(train_dir), "--validation", str(val_dir),
            "--model-base-path", str(base), "--model-name", name, "--base-model", base_model,
            "--json", "--no-progress"]  # fmt: skip
     for key, value in hp.items():

@@ -23,15 +23,15 @@ from starlette.responses import Response
 
 from gateway import openapi
 from gateway.client import GrpcInference
+from gateway.core import Gateway
 from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
 from gateway.inputs import REQUEST_ID_KEY
 from gateway.invocations import HotRoutes
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import GatewayMiddleware
 from gateway.routes import Endpoints
-from gateway.service import Gateway
 from gateway.settings import GatewaySettings
-from gateway.tfserving import TfServingEndpoints
+from gateway.tfserving_rest import TfServingEndpoints
 from gateway.upstream import Inference
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import render
+from gateway.core import Gateway
 from gateway.inputs import call_for, headers, model_header, path_model, read_body, top_k
 from gateway.negotiation import check_image_content_type, negotiate, parse_format
-from gateway.service import Gateway
 from gateway.upstream import ModelRef
 from tfic.errors import InvalidImage
 

@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from gateway.service import Gateway
+from gateway.core import Gateway
 from gateway.settings import GatewaySettings, from_args
 from gateway.settings import add_arguments as add_settings_arguments
 

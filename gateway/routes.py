@@ -7,11 +7,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import render
+from gateway.core import Gateway
 from gateway.inputs import call_for
 from gateway.invocations import Invocations
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import GatewayMetrics
-from gateway.service import Gateway
 from tfic.errors import Unavailable
 
 JSON = "application/json"

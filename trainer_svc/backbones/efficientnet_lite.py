@@ -13,21 +13,20 @@ PyTorch port ``efficientnet-lite-pytorch`` mirrors:
   the number of blocks, and dropout 0.2 before the classifier; both are inactive at inference.
 
 Layer names map one to one onto the PyTorch state-dict prefixes (:data:`TORCH_PREFIXES`), which is
-what :mod:`trainer_svc.backbones.convert` relies on.
+what :mod:`trainer_svc.backbones.efficientnet_lite_weights` relies on. This module is the architecture
+only and imports neither the weights conversion nor the backbone built from both
+(:mod:`trainer_svc.backbones.efficientnet_lite_backbone`), so the three import in one direction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-from tfic.errors import InvalidArgument
 from tfic.modeldir import Preprocessing
-from trainer_svc.backbones.base import WEIGHTS_IMAGENET, WEIGHTS_RANDOM, Backbone, parse_weights
 
 NAME = "efficientnet_lite0"
 INPUT_SIZE = (224, 224)
@@ -155,64 +154,3 @@ def build_model(
 def features_model(classifier: keras.Model, name: str = NAME) -> keras.Model:
     """The feature extractor inside a classifier built by :func:`build_model` (shares its layers)."""
     return keras.Model(classifier.inputs, classifier.get_layer("avg_pool").output, name=name)
-
-
-_TORCH_SUFFIXES = (".pth", ".pt", ".bin")
-
-
-def backbone(weights: str | None = None, *, cache_dir: Path | None = None) -> Backbone:
-    """EfficientNet-Lite0 as a :class:`Backbone`.
-
-    ``weights``: ``None`` or ``"imagenet"`` for the packaged ImageNet weights (offline, converted
-    once into the cache), ``"random"``, a PyTorch EfficientNet-Lite0 state dict (``.pth``/``.pt``/
-    ``.bin``, converted and cached like the packaged one) or a Keras weights file of the classifier
-    graph (as the cache holds).
-    """
-    from trainer_svc.backbones import convert
-    from trainer_svc.backbones.imagenet import imagenet_labels
-
-    spec = parse_weights(weights)
-    source: Path | None = None
-    keras_file: Path | None = None
-    if spec is None or spec == WEIGHTS_IMAGENET:
-        source = convert.packaged_checkpoint()  # fails now, not at build time, when it is missing
-        label = WEIGHTS_IMAGENET
-    elif spec == WEIGHTS_RANDOM:
-        label = WEIGHTS_RANDOM
-    else:
-        path = Path(spec)
-        if path.suffix.lower() in _TORCH_SUFFIXES:
-            source = path
-        else:
-            keras_file = path
-        label = str(path)
-    pretrained = label != WEIGHTS_RANDOM
-
-    def build_classifier(input_shape: tuple[int, int, int]) -> keras.Model:
-        model = build_model(input_shape, include_top=True)
-        if source is not None:
-            convert.load_pretrained(model, source=source, cache_dir=cache_dir)
-        elif keras_file is not None:
-            try:
-                model.load_weights(str(keras_file))
-            except (OSError, ValueError) as exc:
-                raise InvalidArgument(
-                    f"{keras_file} is not a Keras weights file of EfficientNet-Lite0 with its 1000-class top: {exc}"
-                ) from exc
-        return model
-
-    def build(input_shape: tuple[int, int, int]) -> keras.Model:
-        return features_model(build_classifier(input_shape))
-
-    return Backbone(
-        name=NAME,
-        input_size=INPUT_SIZE,
-        preprocessing=PREPROCESSING,
-        feature_dim=FEATURE_DIM,
-        pretrained=pretrained,
-        builder=build,
-        description="EfficientNet-Lite0 (no SE, ReLU6), ImageNet-1k top-1 75.1%",
-        weights=label,
-        classifier_builder=build_classifier if pretrained else None,
-        class_names=imagenet_labels() if pretrained else (),
-    )

@@ -63,9 +63,9 @@ def get_backbone(name_or_path: str, *, weights: str | None = None) -> Backbone:
     text = name_or_path.strip()
     name = canonical_name(text) if text else None
     if name == EFFICIENTNET_LITE0:
-        from trainer_svc.backbones import efficientnet_lite
+        from trainer_svc.backbones import efficientnet_lite_backbone
 
-        return efficientnet_lite.backbone(weights)
+        return efficientnet_lite_backbone.backbone(weights)
     if name is not None:
         from trainer_svc.backbones import keras_apps
 

@@ -3,5 +3,5 @@
 Transport-free core: :mod:`jobs` (the job model), :mod:`store` (the job-store contract and its SQLite
 implementation), :mod:`validation` and :mod:`datapaths` (what a job may read), :mod:`runner` (queue,
 worker processes, stop, recovery after a restart), :mod:`worker` (the process that trains),
-:mod:`metrics`. The gRPC adapter: :mod:`convert`, :mod:`servicer`, :mod:`auth`, :mod:`server`.
+:mod:`metrics`. The gRPC adapter: :mod:`proto_mapping`, :mod:`servicer`, :mod:`auth`, :mod:`server`.
 """

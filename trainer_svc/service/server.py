@@ -24,10 +24,10 @@ from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
 from tfic.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_svc.service.auth import BearerTokenInterceptor
-from trainer_svc.service.config import TrainerSettings
 from trainer_svc.service.metrics import TrainerMetrics
 from trainer_svc.service.runner import JobRunner
 from trainer_svc.service.servicer import TrainerServicer
+from trainer_svc.service.settings import TrainerSettings
 from trainer_svc.service.store import JobStore, SqliteJobStore
 
 log = logging.getLogger(__name__)

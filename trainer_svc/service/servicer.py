@@ -10,7 +10,7 @@ from grpc import aio
 from tfic.errors import InvalidArgument, Unavailable
 from tfic.v1 import trainer_pb2 as pb
 from tfic.v1 import trainer_pb2_grpc
-from trainer_svc.service import convert
+from trainer_svc.service import proto_mapping
 from trainer_svc.service.runner import JobRunner
 
 
@@ -34,29 +34,29 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     async def CreateTrainingJob(  # noqa: N802 - gRPC method names
         self, request: pb.CreateTrainingJobRequest, context: aio.ServicerContext
     ) -> pb.TrainingJob:
-        spec = convert.spec_from_pb(request.spec)
+        spec = proto_mapping.spec_from_pb(request.spec)
         job = await self._runner().create(request.name, spec, request.request_id or None)
-        return convert.job_to_pb(job)
+        return proto_mapping.job_to_pb(job)
 
     async def GetTrainingJob(  # noqa: N802
         self, request: pb.GetTrainingJobRequest, context: aio.ServicerContext
     ) -> pb.TrainingJob:
-        return convert.job_to_pb(await self._runner().get(_ref(request.job)))
+        return proto_mapping.job_to_pb(await self._runner().get(_ref(request.job)))
 
     async def ListTrainingJobs(  # noqa: N802
         self, request: pb.ListTrainingJobsRequest, context: aio.ServicerContext
     ) -> pb.ListTrainingJobsResponse:
-        states = convert.states_from_pb(request.states)
+        states = proto_mapping.states_from_pb(request.states)
         jobs, token = await self._runner().list_jobs(states, request.page_size, request.page_token)
-        return pb.ListTrainingJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
+        return pb.ListTrainingJobsResponse(jobs=[proto_mapping.job_to_pb(j) for j in jobs], next_page_token=token)
 
     async def StopTrainingJob(  # noqa: N802
         self, request: pb.StopTrainingJobRequest, context: aio.ServicerContext
     ) -> pb.TrainingJob:
-        return convert.job_to_pb(await self._runner().stop(_ref(request.job)))
+        return proto_mapping.job_to_pb(await self._runner().stop(_ref(request.job)))
 
     async def WatchTrainingJob(  # noqa: N802
         self, request: pb.WatchTrainingJobRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.TrainingEvent]:
         async for event in self._runner().watch(_ref(request.job)):
-            yield convert.event_to_pb(event)
+            yield proto_mapping.event_to_pb(event)

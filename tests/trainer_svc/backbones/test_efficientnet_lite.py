@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_svc.backbones import convert, efficientnet_lite, get_backbone, torch_legacy
+from trainer_svc.backbones import efficientnet_lite, efficientnet_lite_weights, get_backbone, torch_legacy
 from trainer_svc.backbones.base import Backbone
 from trainer_svc.backbones.imagenet import imagenet_class_names, imagenet_labels
 
@@ -29,7 +29,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private, initially empty weights cache ($TFIC_CACHE_DIR) for this module."""
     path = tmp_path_factory.mktemp("tfic-cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(convert.CACHE_ENV, str(path))
+        mp.setenv(efficientnet_lite_weights.CACHE_ENV, str(path))
         yield path
 
 
@@ -110,7 +110,7 @@ def test_logits_match_the_pytorch_reference(logits: np.ndarray[Any, Any], images
     torch = pytest.importorskip("torch")
     reference = pytest.importorskip("efficientnet_lite_pytorch")
     model = reference.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(convert.packaged_checkpoint())
+        "efficientnet-lite0", weights_path=str(efficientnet_lite_weights.packaged_checkpoint())
     )
     model.eval()
     with torch.no_grad():
@@ -128,11 +128,11 @@ def test_padding_matches_the_reference_at_odd_sizes(
     torch = pytest.importorskip("torch")
     reference = pytest.importorskip("efficientnet_lite_pytorch")
     model = reference.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(convert.packaged_checkpoint()), image_size=None
+        "efficientnet-lite0", weights_path=str(efficientnet_lite_weights.packaged_checkpoint()), image_size=None
     )
     model.eval()
     x = _prepare(skimage_data.astronaut(), (195, 257))
-    convert.load_pretrained(odd_model)
+    efficientnet_lite_weights.load_pretrained(odd_model)
     with torch.no_grad():
         expected = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert np.abs(expected - np.asarray(odd_model(x, training=False))).max() < 1e-3
@@ -144,19 +144,20 @@ def test_cache_is_written_once_and_reused(
     files = list((cache_dir / "backbones").glob("efficientnet_lite0-*-v1.h5"))
     assert len(files) == 1
     assert not list((cache_dir / "backbones").glob(".tmp-*"))
-    assert files[0] == convert.cache_path(convert.packaged_checkpoint(), cache_dir)
+    assert files[0] == efficientnet_lite_weights.cache_path(efficientnet_lite_weights.packaged_checkpoint(), cache_dir)
     assert files[0].stat().st_mode & 0o777 == 0o644
     stamp = files[0].stat().st_mtime_ns
-    assert convert.main([]) == 0  # `python -m trainer_svc.backbones.convert`: a no-op now
+    # `python -m trainer_svc.backbones.efficientnet_lite_weights`: a no-op now
+    assert efficientnet_lite_weights.main([]) == 0
     assert capsys.readouterr().out.strip() == str(files[0])
     assert files[0].stat().st_mtime_ns == stamp
 
 
 def test_damaged_cache_is_converted_again(tmp_path: Path, classifier: keras.Model, odd_model: keras.Model) -> None:
-    path = convert.cache_path(convert.packaged_checkpoint(), tmp_path)
+    path = efficientnet_lite_weights.cache_path(efficientnet_lite_weights.packaged_checkpoint(), tmp_path)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an hdf5 file")
-    assert convert.load_pretrained(odd_model, cache_dir=tmp_path) == path
+    assert efficientnet_lite_weights.load_pretrained(odd_model, cache_dir=tmp_path) == path
     for got, want in zip(odd_model.get_weights(), classifier.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
     assert path.stat().st_size > 1_000_000
@@ -171,26 +172,26 @@ def test_random_weights_have_no_classifier() -> None:
 
 def test_weights_from_files(cache_dir: Path, classifier: keras.Model) -> None:
     """A PyTorch state dict is converted like the packaged one; a Keras file is loaded as is."""
-    torch_file = get_backbone("efficientnet_lite0", weights=str(convert.packaged_checkpoint()))
-    cached = convert.cache_path(convert.packaged_checkpoint(), cache_dir)
+    torch_file = get_backbone("efficientnet_lite0", weights=str(efficientnet_lite_weights.packaged_checkpoint()))
+    cached = efficientnet_lite_weights.cache_path(efficientnet_lite_weights.packaged_checkpoint(), cache_dir)
     keras_file = get_backbone("efficientnet_lite0", weights=str(cached))
     for backbone in (torch_file, keras_file):
         assert backbone.pretrained and backbone.has_classifier and len(backbone.class_names) == 1000
     assert keras_file.weights == str(cached)
     with pytest.raises(ValueError, match="classifier graph"):
-        convert.load_pretrained(efficientnet_lite.features_model(classifier))
+        efficientnet_lite_weights.load_pretrained(efficientnet_lite.features_model(classifier))
 
 
 def test_conversion_rejects_a_mismatched_state_dict(odd_model: keras.Model) -> None:
     model = odd_model
-    state = torch_legacy.load_state_dict(convert.packaged_checkpoint())
+    state = torch_legacy.load_state_dict(efficientnet_lite_weights.packaged_checkpoint())
     state["_blocks.3._depthwise_conv.weight"] = state["_blocks.3._depthwise_conv.weight"][:, :, :3, :3]
     with pytest.raises(torch_legacy.CheckpointError, match="block3_dwconv"):
-        convert.assign_state_dict(model, state)
+        efficientnet_lite_weights.assign_state_dict(model, state)
     del state["_fc.bias"]
     state["_blocks.3._depthwise_conv.weight"] = np.zeros((144, 1, 5, 5), np.float32)
     with pytest.raises(torch_legacy.CheckpointError, match=r"_fc\.bias"):
-        convert.assign_state_dict(model, state)
+        efficientnet_lite_weights.assign_state_dict(model, state)
 
 
 def test_imagenet_labels_are_unique() -> None:

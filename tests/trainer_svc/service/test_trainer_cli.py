@@ -8,7 +8,7 @@ import json
 import pytest
 from trainer_harness import Running
 
-from tfic.cli.main import main as tfic
+from tfic_cli.main import main as tfic
 
 
 async def _tfic(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

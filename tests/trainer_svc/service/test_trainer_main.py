@@ -9,7 +9,7 @@ import pytest
 
 from tfic.errors import InvalidArgument
 from trainer_svc.main import add_arguments, settings_from_args
-from trainer_svc.service.config import TrainerSettings
+from trainer_svc.service.settings import TrainerSettings
 
 
 def _settings(argv: list[str]) -> TrainerSettings:

@@ -11,8 +11,8 @@ import grpc
 import pytest
 from trainer_harness import StartTrainer, rpc_error, spec
 
-from tfic.cli.main import main as tfic
 from tfic.v1 import trainer_pb2 as pb
+from tfic_cli.main import main as tfic
 
 BUCKET = "tfic-data"
 

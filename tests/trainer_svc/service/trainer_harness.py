@@ -13,8 +13,8 @@ import grpc
 
 from tfic.v1 import trainer_pb2 as pb
 from tfic.v1 import trainer_pb2_grpc
-from trainer_svc.service.config import TrainerSettings
 from trainer_svc.service.server import TrainerServer
+from trainer_svc.service.settings import TrainerSettings
 
 T = TypeVar("T")
 

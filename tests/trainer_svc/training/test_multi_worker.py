@@ -28,7 +28,7 @@ def test_two_workers_produce_one_version(tmp_path: Path, digits_dir: Path) -> No
             "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
         }
         cmd = [
-            sys.executable, "-m", "tfic.cli.main", "train", str(digits_dir), "--model-base-path", str(base),
+            sys.executable, "-m", "tfic_cli", "train", str(digits_dir), "--model-base-path", str(base),
             "--model-name", "mw", "--strategy", "multi-worker", "--model", "small_cnn", "--image_shape", "3,16,16",
             "--epochs", "2", "--batch_size", "32", "--seed", "3", "--metrics-log", str(tmp_path / f"w{index}.jsonl"),
         ]  # fmt: skip

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfic import modeldir
-from tfic.cli.main import main
+from tfic_cli.main import main
 
 
 def test_exported_imagenet_classifier_sees_a_cat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,7 +54,7 @@ def test_second_run_writes_version_two_and_logs_every_epoch(tmp_path: Path, digi
 @pytest.mark.slow
 def test_the_demo_recipe_reaches_the_floor_on_all_digits(tmp_path: Path) -> None:
     """The issue's floor (>= 0.97 validation accuracy) on the full 1,797 digits; `make demo` checks it too."""
-    from tfic.demo_data import write_digits
+    from tfic_demo.digits import write_digits
 
     data = write_digits(tmp_path / "digits")
     hp = {"epochs": "12", "image_shape": "3,32,32", "label_smoothing": "0.05", "early_stopping": "true",

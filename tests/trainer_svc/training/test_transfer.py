@@ -79,7 +79,9 @@ def test_lower_backbone_learning_rate_moves_it_less(
             float(np.abs(a - b).sum()) for n, a, b in zip(names, after, pretrained, strict=True) if "kernel" in n
         )
 
-    full = drift(_train(few_digits, tmp_path, "full", optimizer="sgd"))
+    # The full rate explicitly: tfic's recipe already fine-tunes the backbone at a tenth of it by default, which
+    # put the 0.01 run's expected drift right at the bound (a coin flip: 0.08-0.13 of the default run's).
+    full = drift(_train(few_digits, tmp_path, "full", optimizer="sgd", backbone_learning_rate_multiplier="1"))
     slow = drift(_train(few_digits, tmp_path, "slow", optimizer="sgd", backbone_learning_rate_multiplier="0.01"))
     assert slow < full * 0.1
 
@@ -89,7 +91,7 @@ def test_keras_application_backbone_from_a_local_weights_file(
 ) -> None:
     import tf_keras as keras
 
-    from tfic.cli.main import main
+    from tfic_cli.main import main
 
     # A "*_notop.h5" stand-in: the same architecture's weights saved to a file.
     source = keras.applications.MobileNetV2(include_top=False, pooling="avg", weights=None, input_shape=(32, 32, 3))

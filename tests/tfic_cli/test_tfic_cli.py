@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tfic.cli.main import main
+from tfic_cli.main import main
 
 
 def test_help_for_every_command() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "tfic.cli.main", "train", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "tfic_cli", "train", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--model-base-path" in out and "--learning_rate" in out and "--mini_batch_size" in out
     for command in (["evaluate"], ["predict"], ["data", "make-lst"], ["data", "make-rec"]):
@@ -28,7 +28,7 @@ def test_bad_hyperparameter_is_a_one_line_error_with_nonzero_exit(tmp_path: Path
         [
             sys.executable,
             "-m",
-            "tfic.cli.main",
+            "tfic_cli",
             "train",
             str(digits_dir),
             "--model-base-path",
@@ -113,3 +113,48 @@ def test_train_evaluate_predict(tmp_path: Path, digits_dir: Path, capsys: pytest
     assert "error" in broken
     good = [x for x in lines if "error" not in x]
     assert all(len(x["probabilities"]) == 2 and x["probabilities"][0] >= x["probabilities"][1] for x in good)
+
+
+def _run_blocking(argv: list[str], blocked: tuple[str, ...] = ()) -> tuple[int, str, set[str]]:
+    """``tfic ARGV`` in a fresh interpreter where ``blocked`` modules cannot be imported (as when their extra
+    is not installed): the exit code, stderr, and the top-level packages it imported."""
+    script = (
+        "import json, sys\n"
+        f"for name in {list(blocked)!r}: sys.modules[name] = None\n"
+        "from tfic_cli.main import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120)
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return proc.returncode, proc.stderr, modules
+
+
+def test_only_the_command_that_runs_is_imported() -> None:
+    code, _, modules = _run_blocking(["--help"])
+    assert code == 0
+    assert modules.isdisjoint({"trainer_svc", "inference_svc", "gateway", "tfic_demo", "grpc", "numpy"})
+    code, _, modules = _run_blocking(["serve", "gateway", "--help"])
+    assert code == 0 and "gateway" in modules
+    assert modules.isdisjoint({"tensorflow", "trainer_svc", "inference_svc", "numpy", "PIL"})
+    code, _, modules = _run_blocking(["serve", "inference", "--help"])
+    assert code == 0 and "inference_svc" in modules
+    assert modules.isdisjoint({"tensorflow", "trainer_svc", "gateway", "starlette"})
+
+
+def test_a_missing_extra_is_named_instead_of_a_traceback(tmp_path: Path, digits_dir: Path) -> None:
+    code, err, _ = _run_blocking(["serve", "gateway", "--help"], blocked=("uvicorn",))
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "tfic serve: error: the package 'uvicorn' is not installed; it comes with pip install 'tfic[gateway]'"
+    ]
+    argv = ["train", str(digits_dir), "--model-base-path", str(tmp_path), "--model-name", "m"]
+    code, err, _ = _run_blocking(argv, blocked=("tensorflow",))
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "tfic train: error: the package 'tensorflow' is not installed; it comes with pip install 'tfic[trainer]'"
+    )

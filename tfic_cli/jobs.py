@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,8 @@ _ERRORS: dict[grpc.StatusCode, type[errors.TficError]] = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    jobs = sub.add_parser(
-        "jobs", help="submit and follow training jobs on a Trainer service", description="Talk to `tfic serve trainer`."
-    )
+def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    jobs.description = "Talk to `tfic serve trainer`."
     which = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
 
     p = which.add_parser("submit", help="create a training job", description="Create a training job on the server.")
@@ -105,7 +103,7 @@ def _connection(p: argparse.ArgumentParser) -> None:
 
 def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     """The same ``--name VALUE`` hyperparameter flags as ``tfic train`` (read by ``hyperparameter_values``)."""
-    from tfic.cli.models import add_hyperparameter_flags
+    from tfic_cli.models import add_hyperparameter_flags
 
     add_hyperparameter_flags(p)
 
@@ -153,7 +151,7 @@ def _text(value: Any) -> str:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from tfic.cli.models import hyperparameter_values
+    from tfic_cli.models import hyperparameter_values
 
     values = hyperparameter_values(args)
     channels = [pb.InputChannel(name="train", uri=args.data, image_root=args.image_root or "")]

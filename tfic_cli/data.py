@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 _MAX_SKIPPED_SHOWN = 20
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "data",
-        help="prepare and inspect datasets (.lst, .rec, folders, TFRecord)",
-        description="Prepare datasets the way MXNet's im2rec does (without MXNet), convert back, and inspect them.",
-    )
+def configure(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    parser.description = "Prepare datasets the way MXNet's im2rec does (without MXNet), convert back, and inspect them."
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser(
         "make-lst",

@@ -119,8 +119,8 @@ def _classify_via_grpc(address: str, model: str, images: list[Path]) -> None:
 
 
 def run_demo(ep: DemoEndpoints, epochs: int, transfer_epochs: int, check_alive: Callable[[], object]) -> int:
-    from tfic.demo_data import write_digits
     from tfic.modeldir import read_metadata
+    from tfic_demo.digits import write_digits
 
     _step("1. the embedded dataset: scikit-learn's handwritten digits as class folders of PNGs")
     data = write_digits(ep.data_root / "digits")

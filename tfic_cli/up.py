@@ -17,20 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tfic.errors import FailedPrecondition, Unavailable
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "up",
-        help="run trainer, inference service and gateway locally (and the demo with --demo)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    p.description = __doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--workdir", type=Path, default=Path(os.environ.get("TFIC_UP_WORKDIR", "tfic-local")),
                    help="models, trainer state, data and logs go here [env TFIC_UP_WORKDIR]")  # fmt: skip
     p.add_argument("--trainer-port", type=int, default=0, help="0 picks a free port")
@@ -56,7 +52,7 @@ class Service:
 
     def __init__(self, name: str, argv: list[str], log: Path) -> None:
         self.name = name
-        self.argv = [sys.executable, "-m", "tfic.cli.main", "--log-level", "info", "serve", name, *argv]
+        self.argv = [sys.executable, "-m", "tfic_cli", "--log-level", "info", "serve", name, *argv]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -155,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
               f"{gateway_url}/models/NAME/invocations)")  # fmt: skip
         print(f"models in {models}, logs in {logs}", flush=True)
         if args.demo:
-            from tfic.cli.demo_flow import DemoEndpoints, run_demo
+            from tfic_demo.flow import DemoEndpoints, run_demo
 
             code = run_demo(
                 DemoEndpoints(trainer_addr, inference_addr, gateway_url, work, models, data_root),

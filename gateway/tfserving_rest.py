@@ -28,9 +28,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import render
+from gateway.core import Gateway
 from gateway.inputs import call_for, path_model, read_body, top_k
 from gateway.negotiation import check_json_content_type
-from gateway.service import Gateway
 from gateway.upstream import ModelRef, VersionInfo
 from tfic.errors import InvalidArgument, ModelNotFound, Unavailable
 from tfic.modeldir import INPUT_BYTES, SIGNATURE_BYTES, SIGNATURE_IMAGES

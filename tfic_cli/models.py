@@ -1,28 +1,25 @@
-"""``tfic train``, ``tfic evaluate`` and ``tfic predict``."""
+"""``tfic train``, ``tfic evaluate``, ``tfic predict`` and ``tfic backbones``: the commands about models.
+
+Each ``configure_*`` declares one command's arguments (``tfic_cli.main`` calls only the one that
+runs); the trainer's modules are imported inside them and the handlers, not at import time.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tfic.errors import InvalidArgument
+from tfic_cli.extras import missing_extra
 
 FORMATS = ("folder", "lst", "recordio", "tfrecord")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    _register_train(sub)
-    _register_evaluate(sub)
-    _register_predict(sub)
-    _register_backbones(sub)
-
-
-def _register_backbones(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("backbones", help="list pretrained backbones, or publish one's ImageNet classifier")
+def configure_backbones(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
     which = p.add_subparsers(dest="backbones_command", metavar="ACTION", required=True)
     ls = which.add_parser("list", help="the backbones --base-model accepts")
     ls.set_defaults(handler=_backbones_list)
@@ -56,19 +53,15 @@ def _backbones_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
     from trainer_svc.training.strategy import STRATEGIES
 
-    p = sub.add_parser(
-        "train",
-        help="train a classifier and publish a new model version",
-        description=(
-            "Train from DATA (a class-folder directory, a .lst with --image-root, a .rec, or a .tfrecord) and write "
-            "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). "
-            "Hyperparameters use SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p.description = (
+        "Train from DATA (a class-folder directory, a .lst with --image-root, a .rec, or a .tfrecord) and write "
+        "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). "
+        "Hyperparameters use SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
     )
+    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("data", help="training data")
     p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
     p.add_argument("--format", choices=FORMATS, help="data format (default: inferred from the path)")
@@ -174,12 +167,8 @@ def _print_sink(event: dict[str, Any]) -> None:
         print(f"published epoch {event['exported_epoch']}", file=sys.stderr)
 
 
-def _register_evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate a model version on labelled data",
-        description="Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also a PNG).",
-    )
+def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    p.description = "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also a PNG)."
     p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
     p.add_argument("data", help="labelled data in any supported format")
     p.add_argument("--format", choices=FORMATS)
@@ -211,14 +200,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "predict",
-        help="classify images with a local model version, an inference server or a gateway",
-        description=(
-            'Print {"probabilities", "labels", "predicted_label"} for one image, or JSON Lines (one object per '
-            "image, like SageMaker batch transform) for several images or a folder."
-        ),
+def configure_predict(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    p.description = (
+        'Print {"probabilities", "labels", "predicted_label"} for one image, or JSON Lines (one object per '
+        "image, like SageMaker batch transform) for several images or a folder."
     )
     p.add_argument("model", nargs="?", help="BASE/NAME[/VERSION] for local prediction (omit with --server/--gateway)")
     p.add_argument("images", nargs="+", help="image files or folders")
@@ -234,14 +219,19 @@ def _predict(args: argparse.Namespace) -> int:
         raise InvalidArgument("--top-k must be >= 0")
     targets = list(args.images)
     if args.server or args.gateway:
-        remote = importlib.import_module("tfic.cli.remote")
+        from tfic_cli import remote  # grpc/httpx only: no TensorFlow for remote prediction
+
         if args.model is not None:
             targets.insert(0, args.model)
         code: int = remote.predict(args, targets)
         return code
     if args.model is None:
         raise InvalidArgument("give a model path, or --server/--gateway")
-    from trainer_svc.training.predict import LocalPredictor, list_images, predict_paths  # TensorFlow: local only
+    try:
+        from trainer_svc.training.predict import LocalPredictor, list_images, predict_paths  # TensorFlow: local only
+    except ModuleNotFoundError as exc:
+        error = missing_extra("trainer", exc)
+        raise exc if error is None else error from exc
 
     paths = [p for t in targets for p in list_images(Path(t))]
     if not paths:

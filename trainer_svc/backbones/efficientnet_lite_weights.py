@@ -11,7 +11,7 @@ where the cache dir is ``$TFIC_CACHE_DIR`` or ``~/.cache/tfic`` (read when calle
 The file is written to a temporary name in the same directory and renamed into place, so
 concurrent trainers never see half a file; later builds just load it. Pre-build it with::
 
-    python -m trainer_svc.backbones.convert [--cache-dir DIR] [--source PATH.pth] [--force]
+    python -m trainer_svc.backbones.efficientnet_lite_weights [--cache-dir DIR] [--source PATH.pth] [--force]
 
 Layout changes: conv kernels OIHW → HWIO, depthwise kernels (C, 1, kh, kw) → (kh, kw, C, 1), batch
 norm weight/bias/running_mean/running_var → gamma/beta/moving_mean/moving_variance, the linear
@@ -202,7 +202,7 @@ def build_cache(*, source: Path | None = None, cache_dir: Path | None = None, fo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trainer_svc.backbones.convert",
+        prog="python -m trainer_svc.backbones.efficientnet_lite_weights",
         description="Convert the EfficientNet-Lite0 ImageNet weights to Keras once, into the tfic cache.",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV} or ~/.cache/tfic")

@@ -1,4 +1,4 @@
-"""Protobuf ↔ the job model, used only by the gRPC servicer (and the CLI client for display)."""
+"""Protobuf ↔ the job model (`from_pb`/`to_pb`), used only by the gRPC servicer beside it."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""The ``tfic`` command-line interface."""
