@@ -164,7 +164,8 @@ def _print_sink(event: dict[str, Any]) -> None:
         for s in event["skipped"]:
             print(f"  skipped {s['key']}: {s['reason']}", file=sys.stderr)
     elif kind == "model" and event.get("exported_epoch") is not None:
-        print(f"published epoch {event['exported_epoch']}", file=sys.stderr)
+        epoch = event["exported_epoch"]
+        print(f"published epoch {epoch}" + (" (the base version's weights)" if epoch == 0 else ""), file=sys.stderr)
 
 
 def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:

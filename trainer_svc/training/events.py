@@ -57,7 +57,8 @@ def describe(event: Event) -> str:
     if kind == "early_stopping":
         return f"early stopping after epoch {d.get('epoch')}: {d.get('reason')}"
     if kind == "model":
-        epoch = f" (epoch {d['exported_epoch']})" if d.get("exported_epoch") is not None else ""
+        exported = d.get("exported_epoch")
+        epoch = "" if exported is None else f" (epoch {exported}{': the base version' if exported == 0 else ''})"
         return f"published {d.get('model_name')} version {d.get('version')} at {d.get('path')}{epoch}"
     if kind == "stopped":
         return "training stopped before it finished; no model version was published"
