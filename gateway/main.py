@@ -6,7 +6,6 @@ connections and gives in-flight requests up to ``--shutdown-grace-seconds``, the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -18,10 +17,11 @@ from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.core import Gateway
-from gateway.settings import GatewaySettings, from_args
-from gateway.settings import add_arguments as add_settings_arguments
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+
+SETTINGS = GatewaySettings  # what `tfic serve gateway` and `python -m gateway` build and pass to run()
 
 
 class GatewayServer(uvicorn.Server):
@@ -60,12 +60,7 @@ def build_server(settings: GatewaySettings, app: Starlette | None = None) -> Gat
     return GatewayServer(config, gateway)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = from_args(args)
+def run(settings: GatewaySettings) -> int:
     server = build_server(settings)
     threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
     server.run()

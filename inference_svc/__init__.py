@@ -2,7 +2,7 @@
 
 Layers, transport-free at the bottom::
 
-    settings.py    the frozen settings; flags.py builds them from flags and TFIC_ variables
+    settings.py    the frozen settings, each field a flag and a TFIC_ variable (tfic.settings)
     runtime/       the model behind one small interface (in-process TensorFlow or remote TF Serving)
     workers.py     the small thread pools that decode and run batches off the event loop
     batcher.py     dynamic batching per model version

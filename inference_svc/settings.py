@@ -1,19 +1,29 @@
-"""The inference service's settings: one frozen object, built once at the entry point.
+"""The inference service's settings: one frozen object, each field one setting (see :mod:`tfic.settings`),
+built once at the entry point from flags and environment variables.
 
-The flags and environment variables that build it are in :mod:`inference_svc.flags`.
+The model repository's settings read ``TFIC_MODEL_*`` variables, every other one ``TFIC_INFERENCE_<FLAG>``
+(``--max-batch-size`` ↔ ``TFIC_INFERENCE_MAX_BATCH_SIZE``), so the services' variables never collide.
+Batching can also be set per model in a YAML/JSON file (``--batching-config``, read by
+:func:`with_batching_config`)::
+
+    max_batch_size: 32          # optional: global values, override the flags
+    models:
+      resnet50: {max_batch_size: 16, batch_timeout_micros: 2000}
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfic.errors import InvalidArgument
 from tfic.imaging import DecodeLimits
+from tfic.settings import check, nested, setting
 
 RUNTIMES = ("tensorflow", "tfserving")
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -99,33 +109,56 @@ class VersionPolicy:
         return self.kind
 
 
+SERVER = "server"
+REPOSITORY = "model repository"
+BATCHING = "dynamic batching (per model: --batching-config)"
+LIMITS = "preprocessing and limits"
+RUNTIME = "runtime"
+CONNECTIONS = "connections and shutdown"
+
+
+def _model(flag: str) -> str:
+    return "TFIC_MODEL_" + flag.replace("-", "_").upper()
+
+
 @dataclass(frozen=True)
 class BatchingSettings:
     """Dynamic batching of one model version (see :mod:`inference_svc.batcher`)."""
 
-    enabled: bool = True
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    num_batch_threads: int = 2
-    max_enqueued_batches: int = 32
-    allowed_batch_sizes: tuple[int, ...] = ()  # empty: see batch_sizes
+    enabled: bool = setting(True, "batch requests", flag="--enable-batching", group=BATCHING)
+    max_batch_size: int = setting(32, "largest batch", minimum=1, group=BATCHING)
+    batch_timeout_micros: int = setting(
+        1000, "how long a non-full batch may wait for requests still being decoded", minimum=0, group=BATCHING
+    )
+    num_batch_threads: int = setting(
+        2,
+        "batches that may run at once (2: one runs while the next forms; 1 forms larger batches)",
+        minimum=1,
+        group=BATCHING,
+    )
+    max_enqueued_batches: int = setting(
+        32,
+        "queue bound per model version; beyond it requests fail with RESOURCE_EXHAUSTED",
+        minimum=1,
+        group=BATCHING,
+    )
+    allowed_batch_sizes: tuple[int, ...] = setting(
+        (),
+        "comma-separated sizes batches are padded to; the last must equal --max-batch-size",
+        default_text="1,2,3,4,6,8,12,16,24,32,… (powers of two and their midpoints)",
+        group=BATCHING,
+    )
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise InvalidArgument("max_batch_size must be at least 1")
-        if self.batch_timeout_micros < 0:
-            raise InvalidArgument("batch_timeout_micros must not be negative")
-        if self.num_batch_threads < 1:
-            raise InvalidArgument("num_batch_threads must be at least 1")
-        if self.max_enqueued_batches < 1:
-            raise InvalidArgument("max_enqueued_batches must be at least 1")
+        check(self)
         sizes = self.allowed_batch_sizes
         if sizes:
             if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
-                raise InvalidArgument(f"allowed_batch_sizes must be increasing positive integers, got {list(sizes)}")
+                raise InvalidArgument(f"--allowed-batch-sizes must be increasing positive integers, got {list(sizes)}")
             if sizes[-1] != self.max_batch_size:
                 raise InvalidArgument(
-                    f"the last allowed batch size ({sizes[-1]}) must equal max_batch_size ({self.max_batch_size})"
+                    f"the last allowed batch size ({sizes[-1]}) must equal max_batch_size "
+                    f"(--max-batch-size, {self.max_batch_size})"
                 )
 
     @property
@@ -164,65 +197,149 @@ class BatchingSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "0.0.0.0"
-    port: int = 8500
-    metrics_port: int = 9100  # 0: an ephemeral port (tests); negative: no metrics endpoint
-    event_loop: str = "uvloop"  # read by the entry point, which creates the loop
-    model_base_path: Path | None = None
-    model_name: str = ""  # the model's name when --model-base-path is itself one model's directory
-    model_config_file: Path | None = None
-    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
-    poll_interval_seconds: float = 1.0
-    batching: BatchingSettings = field(default_factory=BatchingSettings)
+    ENV_PREFIX: ClassVar[str] = "TFIC_INFERENCE_"
+
+    host: str = setting("0.0.0.0", "address to listen on", group=SERVER)
+    port: int = setting(8500, "gRPC port (0: any free port)", minimum=0, maximum=65535, group=SERVER)
+    metrics_port: int = setting(
+        9100, "Prometheus /metrics port (0: any free port, negative: off)", maximum=65535, group=SERVER
+    )
+    # Read by the entry point, which creates the loop.
+    event_loop: str = setting(
+        "uvloop",
+        "the event loop serving gRPC: uvloop (less CPU per call) or Python's own asyncio",
+        choices=EVENT_LOOPS,
+        group=SERVER,
+    )
+    model_base_path: Path | None = setting(
+        None,
+        "serve every model in BASE/<name>/<version>/ (or one model if BASE/<version>/ exists)",
+        env=_model("base-path"),
+        group=REPOSITORY,
+    )
+    model_name: str = setting(
+        "",
+        "name for a base path that is one model's directory (default: the directory's name)",
+        env=_model("name"),
+        group=REPOSITORY,
+    )
+    model_config_file: Path | None = setting(
+        None,
+        "TensorFlow Serving model config (text proto model_config_list); re-read when it changes",
+        env=_model("config-file"),
+        group=REPOSITORY,
+    )
+    version_policy: VersionPolicy = setting(
+        help="versions served with --model-base-path: latest, latest:N, all, specific:V1,V2",
+        factory=VersionPolicy,
+        default_text="latest:1",
+        parse=VersionPolicy.parse,
+        kind="policy",
+        env=_model("version-policy"),
+        group=REPOSITORY,
+    )
+    poll_interval_seconds: float = setting(
+        1.0,
+        "how often the file system is scanned for new versions",
+        above=0,
+        env=_model("poll-interval-seconds"),
+        group=REPOSITORY,
+    )
+    batching: BatchingSettings = nested(BatchingSettings)
+    batching_config: Path | None = setting(
+        None, "YAML/JSON file with global and per-model batching settings", group=BATCHING
+    )
+    # Read from --batching-config by with_batching_config, not a setting of its own.
     model_batching: Mapping[str, BatchingSettings] = field(default_factory=dict)
-    decode_workers: int = field(default_factory=cpu_cores)
-    max_decode_queue: int = 1024
-    max_image_bytes: int = 20 * MIB
-    max_pixels: int = 50_000_000
-    max_images_per_request: int = 256
-    max_request_bytes: int = 64 * MIB
-    use_draft: bool = True
-    runtime: str = "tensorflow"
-    tfserving_target: str = ""
-    tfserving_timeout_seconds: float = 30.0
-    load_threads: int = 2
-    load_timeout_seconds: float = 300.0
-    warmup_iterations: int = 2
-    tf_intra_op_threads: int = 0  # 0: TensorFlow's default (all cores)
-    tf_inter_op_threads: int = 0
-    xla: bool = False
-    mixed_precision: str = "off"  # off, float16 (GPU), bfloat16 (CPU with oneDNN)
-    drain_seconds: float = 5.0
-    shutdown_grace_seconds: float = 10.0
-    keepalive_time_seconds: float = 30.0
-    keepalive_timeout_seconds: float = 10.0
-    max_connection_age_seconds: float = 300.0
-    max_connection_age_grace_seconds: float = 30.0
+    decode_workers: int = setting(
+        help="threads decoding images",
+        factory=cpu_cores,
+        default_text="the cores this process may use (affinity, capped by a container's CPU limit)",
+        minimum=1,
+        group=LIMITS,
+    )
+    max_decode_queue: int = setting(
+        1024, "images waiting for a decode worker before RESOURCE_EXHAUSTED", minimum=1, group=LIMITS
+    )
+    max_image_bytes: int = setting(20 * MIB, "per image", minimum=1, group=LIMITS)
+    max_pixels: int = setting(50_000_000, "per image (decompression bombs)", minimum=1, group=LIMITS)
+    max_images_per_request: int = setting(256, "images in one request", minimum=1, group=LIMITS)
+    max_request_bytes: int = setting(
+        64 * MIB,
+        "gRPC send/receive message limit (must exceed --max-image-bytes, so an oversized image gets a precise "
+        "INVALID_ARGUMENT rather than gRPC's own RESOURCE_EXHAUSTED)",
+        minimum=1,
+        group=LIMITS,
+    )
+    use_draft: bool = setting(
+        True,
+        "decode JPEGs with the preprocessing definition's DCT scaling (1/2, 1/4, 1/8, never below the model's "
+        "size): the model's own pixels. --no-use-draft (opt-in) decodes them at full size instead, which is not "
+        "what the model was trained on: max |dp| 0.046, 3 of 341 labels changed on clothing-small photos enlarged "
+        "2x, and 4.4x slower on a 5 MP photo (docs/inference.md, Preprocessing)",
+        group=LIMITS,
+    )
+    runtime: str = setting(
+        "tensorflow",
+        "tensorflow (in process) or tfserving (a remote TensorFlow Serving)",
+        choices=RUNTIMES,
+        group=RUNTIME,
+    )
+    tfserving_target: str = setting(
+        "",
+        "HOST:PORT of TensorFlow Serving for --runtime tfserving (it must see the same model directories)",
+        group=RUNTIME,
+    )
+    tfserving_timeout_seconds: float = setting(30.0, "deadline of each remote Predict", above=0, group=RUNTIME)
+    load_threads: int = setting(2, "versions loaded at once", minimum=1, group=RUNTIME)
+    load_timeout_seconds: float = setting(
+        300.0, "give up waiting for a remote version to become AVAILABLE", above=0, group=RUNTIME
+    )
+    warmup_iterations: int = setting(
+        2, "inferences per allowed batch size before a version takes traffic", minimum=0, group=RUNTIME
+    )
+    tf_intra_op_threads: int = setting(0, "TensorFlow threads per op (0: all cores)", minimum=0, group=RUNTIME)
+    tf_inter_op_threads: int = setting(
+        0, "TensorFlow ops run at once (0: TensorFlow's default)", minimum=0, group=RUNTIME
+    )
+    xla: bool = setting(False, "compile each padded batch shape with XLA (jit_compile)", group=RUNTIME)
+    mixed_precision: str = setting(
+        "off",
+        "let TensorFlow rewrite float32 models to compute in float16 (GPU) or bfloat16 (CPU with oneDNN; fast on "
+        "AVX512-BF16/AMX): probabilities change by about 1e-3 to 1e-2; not with --xla",
+        choices=MIXED_PRECISIONS,
+        group=RUNTIME,
+    )
+    drain_seconds: float = setting(
+        5.0,
+        "on SIGTERM: report NOT_SERVING for this long (still answering) before refusing new calls",
+        minimum=0,
+        group=CONNECTIONS,
+    )
+    shutdown_grace_seconds: float = setting(10.0, "then wait this long for running calls", minimum=0, group=CONNECTIONS)
+    keepalive_time_seconds: float = setting(30.0, "ping idle connections this often", above=0, group=CONNECTIONS)
+    keepalive_timeout_seconds: float = setting(
+        10.0, "close a connection whose ping is not answered in this time", above=0, group=CONNECTIONS
+    )
+    max_connection_age_seconds: float = setting(
+        300.0, "close connections after this long so clients rebalance onto new pods", above=0, group=CONNECTIONS
+    )
+    max_connection_age_grace_seconds: float = setting(
+        30.0, "time calls get to finish on a connection being aged out", minimum=0, group=CONNECTIONS
+    )
 
     def __post_init__(self) -> None:
+        check(self)
         if self.model_base_path is None and self.model_config_file is None:
             raise InvalidArgument("set --model-base-path or --model-config-file")
-        if self.event_loop not in EVENT_LOOPS:
-            raise InvalidArgument(f"unknown event loop {self.event_loop!r}; choose one of {', '.join(EVENT_LOOPS)}")
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise InvalidArgument(
-                f"unknown mixed precision {self.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISIONS)}"
-            )
         if self.xla and self.mixed_precision != "off":
             raise InvalidArgument(
                 "--xla and --mixed-precision do not combine (XLA skips the graph rewrite); choose one"
             )
-        if self.runtime not in RUNTIMES:
-            raise InvalidArgument(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.runtime == "tfserving" and not self.tfserving_target:
             raise InvalidArgument("--runtime tfserving needs --tfserving-target HOST:PORT")
         if self.max_request_bytes <= self.max_image_bytes:
             raise InvalidArgument("--max-request-bytes must be larger than --max-image-bytes")
-        for name in ("decode_workers", "max_decode_queue", "max_images_per_request", "load_threads"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(f"{name} must be at least 1")
-        if self.poll_interval_seconds <= 0:
-            raise InvalidArgument("--poll-interval-seconds must be positive")
 
     @property
     def limits(self) -> DecodeLimits:
@@ -230,6 +347,44 @@ class Settings:
 
     def batching_for(self, model: str) -> BatchingSettings:
         return self.model_batching.get(model, self.batching)
+
+
+def with_batching_config(settings: Settings) -> Settings:
+    """``settings`` with ``--batching-config``'s global and per-model values applied (they override the flags)."""
+    if settings.batching_config is None:
+        return settings
+    batching, per_model = read_batching_config(settings.batching_config, settings.batching)
+    return replace(settings, batching=batching, model_batching=per_model)
+
+
+def read_batching_config(path: Path, base: BatchingSettings) -> tuple[BatchingSettings, dict[str, BatchingSettings]]:
+    """Global and per-model batching settings from a YAML or JSON file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read batching config {path}: {exc}") from None
+    data: Any
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise InvalidArgument(f"batching config {path} is not valid YAML/JSON: {exc}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"batching config {path} must be a mapping")
+    models = data.pop("models", None) or {}
+    if not isinstance(models, dict):
+        raise InvalidArgument(f"batching config {path}: 'models' must map model names to settings")
+    try:
+        default = base.updated(data)
+        per_model = {str(name): default.updated(values or {}) for name, values in models.items()}
+    except (InvalidArgument, ValueError, TypeError) as exc:
+        raise InvalidArgument(f"batching config {path}: {getattr(exc, 'message', exc)}") from None
+    return default, per_model
 
 
 def int_tuple(value: Any) -> tuple[int, ...]:

@@ -7,6 +7,26 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tfic.settings import check, setting
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging, the same two settings for every service and command (``tfic --log-level`` and the services'
+    own ``python -m`` entry points)."""
+
+    ENV_PREFIX: ClassVar[str] = "TFIC_"
+    level: str = setting("info", "log level", flag="--log-level", parse=str.lower, choices=LEVELS)
+    format: str = setting("text", "text for people, json for log pipelines", flag="--log-format", choices=FORMATS)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +46,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "info", fmt: str = "text") -> None:
+    """Send every log record to stderr at ``level``, as text or JSON (``fmt``)."""
     # TensorFlow's C++ logging is noisy on CPU-only machines; keep warnings and errors only.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handler = logging.StreamHandler(sys.stderr)

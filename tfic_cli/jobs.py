@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 
 from tfic import errors
-from tfic.settings import add_flag
+from tfic.settings import add_arguments, from_args, setting
 from tfic.v1 import trainer_pb2 as pb
 from tfic.v1 import trainer_pb2_grpc
 
@@ -44,6 +44,18 @@ _ERRORS: dict[grpc.StatusCode, type[errors.TficError]] = {
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.CANCELLED: errors.Cancelled,
 }
+
+
+@dataclass(frozen=True)
+class TrainerConnection:
+    """Where ``tfic jobs`` finds the Trainer service, and how it proves who it is."""
+
+    ENV_PREFIX: ClassVar[str] = "TFIC_TRAINER_"
+
+    server: str = setting("localhost:8600", "Trainer service HOST:PORT", env="TFIC_TRAINER_ADDRESS")
+    tls: bool = setting(False, "connect with TLS")
+    ca_cert: Path | None = setting(None, "PEM CA bundle for --tls (default: the system's)")
+    auth_token: str | None = setting(None, "bearer token (prefer the variable: flags show in process lists)")
 
 
 def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -94,10 +106,7 @@ def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
-    add_flag(p, "--server", default="localhost:8600", env="TFIC_TRAINER_ADDRESS", help="Trainer service HOST:PORT")
-    add_flag(p, "--tls", type=bool, default=False, env="TFIC_TRAINER_TLS", help="connect with TLS")
-    add_flag(p, "--ca-cert", type=Path, env="TFIC_TRAINER_CA_CERT", help="PEM CA bundle for --tls (default: system)")
-    p.add_argument("--auth-token", help="bearer token [env TFIC_TRAINER_AUTH_TOKEN]")
+    add_arguments(p, TrainerConnection)
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON; JSON Lines for watch)")
 
 
@@ -110,11 +119,12 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
 
 class _Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.address: str = args.server
-        token = args.auth_token or os.environ.get("TFIC_TRAINER_AUTH_TOKEN")
+        connection = from_args(TrainerConnection, args)
+        self.address = connection.server
+        token = connection.auth_token
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        if args.tls:
-            roots = args.ca_cert.read_bytes() if args.ca_cert else None
+        if connection.tls:
+            roots = connection.ca_cert.read_bytes() if connection.ca_cert else None
             self.channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(roots))
         else:
             self.channel = grpc.insecure_channel(self.address)

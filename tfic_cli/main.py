@@ -15,8 +15,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tfic import logs
 from tfic.errors import InvalidArgument, TficError, status_for
+from tfic.settings import add_arguments, from_args
 from tfic_cli.extras import MissingExtra, missing_extra
+
+# The services log at info; a command run by hand shows warnings only unless asked.
+LOG_DEFAULTS = {"log_level": "warning"}
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level", default=os.environ.get("TFIC_LOG_LEVEL", "warning"), help="log level [env TFIC_LOG_LEVEL]"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default=os.environ.get("TFIC_LOG_FORMAT", "text"),
-        help="log format [env TFIC_LOG_FORMAT]",
-    )
+    add_arguments(parser, logs.LogSettings, defaults=LOG_DEFAULTS)
 
 
 def selected_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -122,10 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tfic {selected_command(words)[0]}: error: {exc.message}", file=sys.stderr)
         return 1
     args = parser.parse_args(words)
-    from tfic import logs
-
-    logs.configure(args.log_level, args.log_format)
     try:
+        log = from_args(logs.LogSettings, args, defaults=LOG_DEFAULTS)
+        logs.configure(log.level, log.format)
         code: int = args.handler(args)
         return code
     except TficError as exc:

@@ -10,11 +10,13 @@ import argparse
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
+from tfic.settings import add_arguments, from_args
 from tfic_cli.extras import missing_extra
 
 
-# Each service's entry point (add_arguments, run), imported by a plain import statement inside a function:
-# loaded only when that service runs, and still seen by the import contracts (lint-imports).
+# Each service's entry point (SETTINGS, the class of its settings, and run(settings)), imported by a plain
+# import statement inside a function: loaded only when that service runs, and still seen by the import
+# contracts (lint-imports).
 def _inference() -> ModuleType:
     from inference_svc import main
 
@@ -56,5 +58,16 @@ def configure(serve: argparse.ArgumentParser, argv: Sequence[str] | None) -> Non
             if error is None:
                 raise
             raise error from exc
-        module.add_arguments(p)
-        p.set_defaults(handler=module.run, extra=name)
+        add_arguments(p, module.SETTINGS)
+        p.set_defaults(handler=_Serve(module), extra=name)
+
+
+class _Serve:
+    """The handler of ``tfic serve NAME``: the settings built once, from the flags and the environment."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        code: int = self.module.run(from_args(self.module.SETTINGS, args))
+        return code

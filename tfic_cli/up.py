@@ -11,34 +11,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfic.errors import FailedPrecondition, Unavailable
+from tfic.settings import add_arguments, check, from_args, setting
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    ENV_PREFIX: ClassVar[str] = "TFIC_UP_"
+
+    workdir: Path = setting(Path("tfic-local"), "models, trainer state, data and logs go here")
+    trainer_port: int = setting(0, "the trainer's gRPC port (0 picks a free port)", minimum=0, maximum=65535)
+    inference_port: int = setting(
+        0, "the inference service's gRPC port (0 picks a free port)", minimum=0, maximum=65535
+    )
+    gateway_port: int = setting(0, "the gateway's HTTP port (0 picks a free port)", minimum=0, maximum=65535)
+    demo: bool = setting(False, "train and classify the embedded digits dataset")
+    exit: bool = setting(False, "stop the services when the demo is done")
+    epochs: int = setting(12, "demo: epochs of full training", minimum=1)
+    transfer_epochs: int = setting(10, "demo: frozen-backbone epochs of transfer learning (0 skips it)", minimum=0)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def configure(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--workdir", type=Path, default=Path(os.environ.get("TFIC_UP_WORKDIR", "tfic-local")),
-                   help="models, trainer state, data and logs go here [env TFIC_UP_WORKDIR]")  # fmt: skip
-    p.add_argument("--trainer-port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--inference-port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--gateway-port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--demo", action="store_true", help="train and classify the embedded digits dataset")
-    p.add_argument("--exit", action="store_true", help="stop the services when the demo is done")
-    p.add_argument("--epochs", type=int, default=12, help="demo: epochs of full training")
-    p.add_argument(
-        "--transfer-epochs", type=int, default=10, help="demo: frozen-backbone epochs of transfer learning (0 skips it)"
-    )
-    p.set_defaults(handler=run)
+    add_arguments(p, UpSettings)
+    p.set_defaults(handler=lambda args: run(from_args(UpSettings, args)))
 
 
 def _free_port() -> int:
@@ -115,12 +125,12 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def run(args: argparse.Namespace) -> int:
-    work: Path = args.workdir.resolve()
+def run(settings: UpSettings) -> int:
+    work: Path = settings.workdir.resolve()
     models, data_root, logs = work / "models", work / "data", work / "logs"
     for d in (models, data_root, logs):
         d.mkdir(parents=True, exist_ok=True)
-    ports = {k: getattr(args, f"{k}_port") or _free_port() for k in ("trainer", "inference", "gateway")}
+    ports = {k: getattr(settings, f"{k}_port") or _free_port() for k in ("trainer", "inference", "gateway")}
     trainer_addr = f"127.0.0.1:{ports['trainer']}"
     inference_addr = f"127.0.0.1:{ports['inference']}"
     gateway_url = f"http://127.0.0.1:{ports['gateway']}"
@@ -150,16 +160,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"gateway    HTTP {gateway_url}  (curl --data-binary @img.png -H 'Content-Type: application/x-image' "
               f"{gateway_url}/models/NAME/invocations)")  # fmt: skip
         print(f"models in {models}, logs in {logs}", flush=True)
-        if args.demo:
+        if settings.demo:
             from tfic_demo.flow import DemoEndpoints, run_demo
 
             code = run_demo(
                 DemoEndpoints(trainer_addr, inference_addr, gateway_url, work, models, data_root),
-                epochs=args.epochs,
-                transfer_epochs=args.transfer_epochs,
+                epochs=settings.epochs,
+                transfer_epochs=settings.transfer_epochs,
                 check_alive=lambda: _check_all(services),
             )
-            if args.exit or code != 0:
+            if settings.exit or code != 0:
                 return code
         print("\nserving; press Ctrl-C to stop", flush=True)
         while True:
