@@ -428,6 +428,13 @@ def markdown_table(cls: type, *, defaults: Mapping[str, Any] | None = None) -> s
         if d.bounds:
             kind += f", {d.bounds}"
         default = show(defaults[d.dest]) if defaults and d.dest in defaults else d.default
-        cells = [flag, f"`{d.env}`", kind, f"`{default}`" if default else "—", d.help]
+        # A default given as prose (a computed one) is not code.
+        shown = (f"`{default}`" if " " not in default else _markdown(default)) if default else "—"
+        cells = [flag, f"`{d.env}`", kind, shown, _markdown(d.help)]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _markdown(text: str) -> str:
+    """Plain help text in a Markdown cell: ``<name>`` is no HTML tag, ``*/*`` no emphasis."""
+    return text.replace("<", "\\<").replace("*", "\\*")

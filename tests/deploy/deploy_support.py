@@ -242,11 +242,22 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 
 def parse_cli(argv: list[str], env: Mapping[str, str]) -> argparse.Namespace:
-    """``tfic ARGV`` parsed as the container would parse it, with ``env`` as its TFIC_* environment."""
+    """``tfic ARGV`` parsed as the container would parse it, with ``env`` as its TFIC_* environment: the parsed
+    flags, and for ``tfic serve NAME`` every setting of the service as the service resolves it (flag, else
+    variable, else default) without building the settings object (whose checks look at this machine's
+    folders)."""
+    from tfic.settings import resolve
     from tfic_cli.main import build_parser
+    from tfic_cli.serve import SERVICES
 
+    tfic_env = {k: v for k, v in env.items() if k.startswith("TFIC_")}
     with environment(env):
-        return build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "serve":
+        settings = SERVICES[args.service][0]().SETTINGS
+        for declared, value, _ in resolve(settings, args, tfic_env):
+            setattr(args, declared.dest, value)
+    return args
 
 
 _ENV_IN_HELP = re.compile(r"\[env (TFIC_[A-Z0-9_]+)\]")

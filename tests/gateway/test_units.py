@@ -11,12 +11,12 @@ from grpc import aio
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive
 
-from gateway import settings as settings_mod
 from gateway.errors import BodyTooLarge, classify, error_response
 from gateway.inputs import headers, read_body, top_k
 from gateway.settings import GatewaySettings
 from tfic.errors import Cancelled, InvalidArgument
 from tfic.grpc_errors import exception_from_rpc
+from tfic.settings import add_arguments, from_args
 
 # Every gRPC code and the HTTP status it becomes (statuses gRPC itself produced: no tfic reason attached).
 HTTP_FOR_CODE = {
@@ -182,22 +182,18 @@ def test_headers_first_of_repeated_wins_as_in_starlette() -> None:
     assert Headers(raw=raw).get("accept") == found["accept"]
 
 
-def parse(argv: list[str], environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> GatewaySettings:
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
+def parse(argv: list[str], environ: dict[str, str]) -> GatewaySettings:
     parser = argparse.ArgumentParser()
-    settings_mod.add_arguments(parser)
-    return settings_mod.from_args(parser.parse_args(argv))
+    add_arguments(parser, GatewaySettings)
+    return from_args(GatewaySettings, parser.parse_args(argv), environ)
 
 
-def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PORT", "HOST", "INFERENCE", "DEFAULT_MODEL", "AUTH_TOKEN", "MAX_BODY_BYTES", "TIMEOUT_SECONDS"):
-        monkeypatch.delenv(f"TFIC_GATEWAY_{name}", raising=False)
-    assert parse([], {}, monkeypatch) == GatewaySettings()
+def test_settings_defaults() -> None:
+    assert parse([], {}) == GatewaySettings()
     assert GatewaySettings().port == 8080 and GatewaySettings().auth_token is None
 
 
-def test_settings_from_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_from_env_and_flags() -> None:
     environ = {
         "TFIC_GATEWAY_PORT": "9000",
         "TFIC_GATEWAY_INFERENCE": "dns:///inference.ns.svc:8500",
@@ -207,7 +203,7 @@ def test_settings_from_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         "TFIC_GATEWAY_AUTH_TOKEN": "t",
         "TFIC_GATEWAY_DEFAULT_ACCEPT": "application/json;verbose",
     }
-    settings = parse(["--port", "9001"], environ, monkeypatch)
+    settings = parse(["--port", "9001"], environ)
     assert settings == GatewaySettings(
         port=9001,
         inference="dns:///inference.ns.svc:8500",

@@ -14,11 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inference_svc import main
-from inference_svc.flags import from_args
 from inference_svc.server import READINESS_SERVICES, InferenceServer
-from inference_svc.settings import Settings
+from inference_svc.settings import Settings, with_batching_config
 from tests.inference_svc.support import MODEL, encode, make_settings, publish_copy, random_image, wait_until
 from tfic.errors import InvalidArgument
+from tfic.settings import add_arguments, from_args
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -126,17 +126,24 @@ async def test_metrics_endpoint_exposes_the_contract_names(server: InferenceServ
     assert "tfic_inference_in_flight_requests 0.0" in text
 
 
-def test_flags_and_environment_build_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TFIC_MODEL_BASE_PATH", str(tmp_path))
-    monkeypatch.setenv("TFIC_INFERENCE_PORT", "9000")
-    monkeypatch.setenv("TFIC_INFERENCE_MAX_BATCH_SIZE", "16")
-    monkeypatch.setenv("TFIC_INFERENCE_ENABLE_BATCHING", "false")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, main.SETTINGS)
+    return parser
+
+
+def test_flags_and_environment_build_the_settings(tmp_path: Path) -> None:
+    environ = {
+        "TFIC_MODEL_BASE_PATH": str(tmp_path),
+        "TFIC_INFERENCE_PORT": "9000",
+        "TFIC_INFERENCE_MAX_BATCH_SIZE": "16",
+        "TFIC_INFERENCE_ENABLE_BATCHING": "false",
+    }
     batching = tmp_path / "batching.yaml"
     batching.write_text("batch_timeout_micros: 500\nmodels:\n  big: {max_batch_size: 4, allowed_batch_sizes: [2, 4]}\n")
-    parser = argparse.ArgumentParser()
-    main.add_arguments(parser)
+    parser = _parser()
     args = parser.parse_args(["--metrics-port", "9999", "--batching-config", str(batching), "--version-policy", "all"])
-    settings = from_args(args)
+    settings = with_batching_config(from_args(Settings, args, environ))
     assert settings.model_base_path == tmp_path
     assert (settings.port, settings.metrics_port) == (9000, 9999)
     assert settings.batching.max_batch_size == 16 and not settings.batching.enabled
@@ -149,12 +156,16 @@ def test_flags_and_environment_build_the_settings(tmp_path: Path, monkeypatch: p
 
 
 def test_runtime_flags_are_validated(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    main.add_arguments(parser)
+    parser = _parser()
     base = ["--model-base-path", str(tmp_path)]
-    settings = from_args(parser.parse_args([*base, "--mixed-precision", "bfloat16", "--event-loop", "asyncio"]))
+    settings = from_args(
+        Settings, parser.parse_args([*base, "--mixed-precision", "bfloat16", "--event-loop", "asyncio"]), {}
+    )
     assert (settings.mixed_precision, settings.event_loop) == ("bfloat16", "asyncio")
-    with pytest.raises(InvalidArgument, match="--xla and --mixed-precision do not combine"):
-        from_args(parser.parse_args([*base, "--xla", "--mixed-precision", "float16"]))
-    with pytest.raises(InvalidArgument, match="unknown event loop 'tokio'"):
+    with pytest.raises(InvalidArgument, match=r"^--xla and --mixed-precision do not combine.*choose one$"):
+        from_args(Settings, parser.parse_args([*base, "--xla", "--mixed-precision", "float16"]), {})
+    # A value from the environment is named by its variable too.
+    with pytest.raises(InvalidArgument, match=r"\(--xla was set by TFIC_INFERENCE_XLA\)$"):
+        from_args(Settings, parser.parse_args([*base, "--mixed-precision", "float16"]), {"TFIC_INFERENCE_XLA": "1"})
+    with pytest.raises(InvalidArgument, match="--event-loop must be one of uvloop, asyncio; got 'tokio'"):
         Settings(model_base_path=tmp_path, event_loop="tokio")
