@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@echo "type: ignore comments: $$(grep -rn --include='*.py' 'type: ignore' tfic tfic_cli tfic_demo trainer_svc inference_svc gateway tests bench scripts setup.py | grep -v '^tfic/v1/' | wc -l)"
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP)

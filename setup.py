@@ -11,7 +11,7 @@ from setuptools.command.build_py import build_py
 GENERATED_PACKAGES = ("tfic.v1",)
 
 
-class BuildWithProtos(build_py):
+class BuildWithProtos(build_py):  # type: ignore[misc]  # setuptools.command has no type information
     def run(self) -> None:
         root = Path(__file__).resolve().parent
         spec = importlib.util.spec_from_file_location("gen_protos", root / "scripts" / "gen_protos.py")

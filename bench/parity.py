@@ -121,7 +121,8 @@ def measure(data_root: Path, per_class: int, epochs: int) -> dict[str, Any]:
         meta = read_metadata(version)
         size = meta.image_shape[:2]
         source = scan(load_source(str(validation)))
-        paths = [Path(s.path) for s in source.samples]
+        paths = [Path(s.path) for s in source.samples if s.path is not None]
+        assert len(paths) == len(source.samples), "a class-folder source names a file for every sample"
         photos = [p.read_bytes() for p in paths]
         truth = np.asarray([meta.labels.index(p.parent.name) for p in paths])
         loaded = tf.saved_model.load(str(version))
@@ -174,7 +175,7 @@ def measure(data_root: Path, per_class: int, epochs: int) -> dict[str, Any]:
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = MODEL
                 request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(chunk, dtype=tf.string))
-                return tf.make_ndarray(predictor.Predict(request, timeout=120).outputs["probabilities"])
+                return np.asarray(tf.make_ndarray(predictor.Predict(request, timeout=120).outputs["probabilities"]))
 
             rows.append(
                 _row("inference service TF Serving Predict", batched(tfserving_predict, photos), reference, truth)

@@ -40,7 +40,9 @@ def write_photo_crops(root: Path, per_class: int, seed: int, size: int = 256, gr
         for i in range(per_class):
             side = int(min(h, w) * rng.uniform(0.25, 0.55))
             top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            crop = Image.fromarray(photo[top : top + side, left : left + side, :3]).resize((size, size), Image.BILINEAR)
+            crop = Image.fromarray(photo[top : top + side, left : left + side, :3]).resize(
+                (size, size), Image.Resampling.BILINEAR
+            )
             if grayscale:
                 # Without colour, the classes cannot be told apart by their colour histograms alone.
                 crop = crop.convert("L").convert("RGB")

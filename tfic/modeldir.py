@@ -59,6 +59,18 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TMP_PREFIX = ".tmp-"
 
 
+def float_triple(values: Any) -> tuple[float, float, float]:
+    """Three numbers read from JSON (mean, std); any other count raises ValueError."""
+    first, second, third = (float(x) for x in values)
+    return first, second, third
+
+
+def int_triple(values: Any) -> tuple[int, int, int]:
+    """An image shape read from JSON: height, width, channels."""
+    height, width, channels = (int(x) for x in values)
+    return height, width, channels
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How 0..255 RGB pixels become the network's input: ``(x * scale + offset - mean) / std``.
@@ -105,12 +117,12 @@ class ModelMetadata:
         pre = data.get("preprocessing") or {}
         return cls(
             labels=tuple(str(x) for x in data["labels"]),
-            image_shape=tuple(int(x) for x in data["image_shape"]),  # type: ignore[arg-type]
+            image_shape=int_triple(data["image_shape"]),
             preprocessing=Preprocessing(
                 scale=float(pre.get("scale", 1.0 / 255.0)),
                 offset=float(pre.get("offset", 0.0)),
-                mean=tuple(float(x) for x in pre.get("mean", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
-                std=tuple(float(x) for x in pre.get("std", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
+                mean=float_triple(pre.get("mean", (0.0, 0.0, 0.0))),
+                std=float_triple(pre.get("std", (1.0, 1.0, 1.0))),
                 interpolation=str(pre.get("interpolation", "bilinear")),
                 resize_mode=str(pre.get("resize_mode", "stretch")),
                 definition=int(pre.get("definition", LEGACY_PREPROCESSING_DEFINITION)),
@@ -166,7 +178,11 @@ def read_metadata(version_dir: Path) -> ModelMetadata:
         raise ModelNotFound(f"{version_dir} is not a tfic model version: {path} is missing") from None
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"cannot read model metadata {path}: {exc}") from None
-    return ModelMetadata.from_dict(data)
+    try:
+        return ModelMetadata.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        # A hand-edited or truncated metadata.json: say which file, not a bare KeyError from deep inside.
+        raise InvalidArgument(f"model metadata {path} is malformed: {type(exc).__name__} {exc}") from None
 
 
 def resolve_version_dir(path: str | Path) -> Path:

@@ -143,7 +143,7 @@ class _Client:
             raise self._error(exc) from None
 
     def _error(self, exc: grpc.RpcError) -> errors.TficError:
-        code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+        code, details = exc.code(), exc.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             details = f"cannot reach the trainer at {self.address}: {details}"
         return _ERRORS.get(code, errors.TficError)(details)
@@ -171,7 +171,7 @@ def _submit(args: argparse.Namespace) -> int:
         )
     if args.format:
         for channel in channels:
-            channel.format = FORMATS[args.format]  # type: ignore[assignment]
+            channel.format = FORMATS[args.format]
     spec = pb.TrainingJobSpec(
         channels=channels,
         hyperparameters=pb.Hyperparameters(extra={k: _text(v) for k, v in values.items()}),
@@ -210,7 +210,7 @@ def _list(args: argparse.Namespace) -> int:
     states = [STATE_NAMES[s] for s in args.state or ()]
     try:
         while True:
-            request = pb.ListTrainingJobsRequest(states=states, page_size=args.page_size, page_token=token)  # type: ignore[arg-type]
+            request = pb.ListTrainingJobsRequest(states=states, page_size=args.page_size, page_token=token)
             page = client.call(client.stub.ListTrainingJobs, request)
             for job in page.jobs:
                 if args.json:

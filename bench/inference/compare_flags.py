@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"| {c} | " + " | ".join(f"{max(runs[v][c]):.0f}" for v in args.variant) + " |")
     print("\n".join(lines))
     if args.output is not None:
-        result: dict[str, Any] = {"model": model, "seconds": args.seconds, "rounds": args.rounds, "runs": runs}
+        report: dict[str, Any] = {"model": model, "seconds": args.seconds, "rounds": args.rounds, "runs": runs}
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -66,7 +66,7 @@ def build_requests(images: Sequence[bytes], model: str, top_k: int) -> list[clas
 
 
 async def closed_loop(
-    stub: classifier_pb2_grpc.ClassifierStub,
+    stub: classifier_pb2_grpc.ClassifierAsyncStub,
     requests: list[classifier_pb2.ClassifyRequest],
     concurrency: int,
     seconds: float,
@@ -103,7 +103,7 @@ async def closed_loop(
 
 
 async def fixed_rate(
-    stub: classifier_pb2_grpc.ClassifierStub,
+    stub: classifier_pb2_grpc.ClassifierAsyncStub,
     requests: list[classifier_pb2.ClassifyRequest],
     rate: float,
     seconds: float,

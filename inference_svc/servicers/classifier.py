@@ -65,13 +65,13 @@ def model_to_pb(status: ModelStatus) -> classifier_pb2.ModelInfo:
     return classifier_pb2.ModelInfo(name=status.name, versions=[version_to_pb(v) for v in status.versions])
 
 
-class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):  # type: ignore[misc]
+class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     def __init__(self, predictor: Predictor, metrics: Metrics) -> None:
         self._predictor = predictor
         self._metrics = metrics
 
     async def Classify(  # noqa: N802 - gRPC method names
-        self, request: classifier_pb2.ClassifyRequest, context: aio.ServicerContext
+        self, request: classifier_pb2.ClassifyRequest, context: aio.ServicerContext[Any, Any]
     ) -> classifier_pb2.ClassifyResponse:
         ref = ref_from_pb(request.model)
         with self._metrics.track(self._predictor.metric_label(ref.name), "Classify"):
@@ -79,11 +79,11 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):  # type: ignor
             return classify_response_to_pb(prediction, request.top_k)
 
     async def ListModels(  # noqa: N802 - gRPC method names
-        self, request: classifier_pb2.ListModelsRequest, context: aio.ServicerContext
+        self, request: classifier_pb2.ListModelsRequest, context: aio.ServicerContext[Any, Any]
     ) -> classifier_pb2.ListModelsResponse:
         return classifier_pb2.ListModelsResponse(models=[model_to_pb(m) for m in self._predictor.models()])
 
     async def GetModel(  # noqa: N802 - gRPC method names
-        self, request: classifier_pb2.GetModelRequest, context: aio.ServicerContext
+        self, request: classifier_pb2.GetModelRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         return model_to_pb(self._predictor.model(request.name))

@@ -171,7 +171,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._signatures: OrderedDict[Path, get_model_metadata_pb2.SignatureDefMap] = OrderedDict()
 
     async def Predict(  # noqa: N802 - gRPC method names
-        self, request: predict_pb2.PredictRequest, context: aio.ServicerContext
+        self, request: predict_pb2.PredictRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         ref = ref_from_pb(request.model_spec)
         with self._metrics.track(self._predictor.metric_label(ref.name), "Predict"):
@@ -208,7 +208,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response
 
     async def Classify(  # noqa: N802 - gRPC method names
-        self, request: classification_pb2.ClassificationRequest, context: aio.ServicerContext
+        self, request: classification_pb2.ClassificationRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         ref = ref_from_pb(request.model_spec)
         with self._metrics.track(self._predictor.metric_label(ref.name), "TFServingClassify"):
@@ -225,17 +225,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response
 
     async def Regress(  # noqa: N802 - gRPC method names
-        self, request: Any, context: aio.ServicerContext
+        self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "tfic models are classifiers; Regress is not served")
 
     async def MultiInference(  # noqa: N802 - gRPC method names
-        self, request: Any, context: aio.ServicerContext
+        self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not served; use Predict or Classify")
 
     async def GetModelMetadata(  # noqa: N802 - gRPC method names
-        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: aio.ServicerContext
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         ref = ref_from_pb(request.model_spec)
         fields = list(request.metadata_field)
@@ -282,7 +282,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignor
         return response
 
     async def HandleReloadConfigRequest(  # noqa: N802 - gRPC method names
-        self, request: Any, context: aio.ServicerContext
+        self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED, "edit the model config file instead; it is re-read when it changes"

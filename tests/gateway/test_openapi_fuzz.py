@@ -39,7 +39,9 @@ MAX_EXAMPLES = 12
 DOCUMENT = openapi.build(GatewaySettings(default_model=MODEL))
 schemathesis.serializer.alias("application/x-image", "application/octet-stream")  # raw bytes on the wire
 schema = schemathesis.openapi.from_dict(DOCUMENT)
-schema.config.generation.update(modes=["positive"], max_examples=MAX_EXAMPLES, deterministic=True)
+schema.config.generation.update(
+    modes=[schemathesis.GenerationMode.POSITIVE], max_examples=MAX_EXAMPLES, deterministic=True
+)
 
 
 def test_served_document_is_the_fuzzed_one(client: httpx.Client) -> None:

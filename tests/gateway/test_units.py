@@ -40,7 +40,7 @@ HTTP_FOR_CODE = {
 
 
 def rpc_error(code: grpc.StatusCode, details: str, *trailing: tuple[str, str]) -> aio.AioRpcError:
-    return aio.AioRpcError(code, aio.Metadata(), aio.Metadata(*trailing), details=details)
+    return aio.AioRpcError(code, aio.Metadata(), aio.Metadata(*trailing), details=details, debug_error_string="")
 
 
 @pytest.mark.parametrize("code", list(grpc.StatusCode)[1:])

@@ -48,7 +48,7 @@ async def test_full_queue_gives_resource_exhausted(gated: tuple[InferenceServer,
         with pytest.raises(grpc.RpcError) as info:
             await stub.Classify(request(1))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "queue is full" in info.value.details()
+        assert "queue is full" in (info.value.details() or "")
         trailers = dict(info.value.trailing_metadata() or ())
         assert trailers.get("tfic-error-reason") == "resource_exhausted"
         assert server.metrics.queue_depth.labels(MODEL)._value.get() == 1

@@ -108,13 +108,13 @@ async def test_tfserving_predict_rejects_mismatched_inputs(channel: aio.Channel)
     with pytest.raises(grpc.RpcError) as info:
         await stub.Predict(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"[N, {SIZE}, {SIZE}, 3]" in info.value.details()
+    assert f"[N, {SIZE}, {SIZE}, 3]" in (info.value.details() or "")
 
     request.model_spec.signature_name = "serving_default"
     with pytest.raises(grpc.RpcError) as info:
         await stub.Predict(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "image_bytes" in info.value.details()
+    assert "image_bytes" in (info.value.details() or "")
 
 
 async def test_tfserving_classify_metadata_and_status(

@@ -35,7 +35,7 @@ def states(server: InferenceServer, name: str = MODEL) -> dict[int, VersionState
     return {v.version: v.state for v in server.repository.model(name).versions}
 
 
-async def classify(stub: classifier_pb2_grpc.ClassifierStub, name: str = MODEL, **spec: object) -> int:
+async def classify(stub: classifier_pb2_grpc.ClassifierAsyncStub, name: str = MODEL, **spec: object) -> int:
     response = await stub.Classify(
         classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=name, **spec), images=[IMAGE])  # type: ignore[arg-type]
     )

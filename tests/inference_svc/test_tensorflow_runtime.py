@@ -55,7 +55,7 @@ def test_runtime_matches_the_signature_at_every_batch_size(model_store: Path, xl
         runtime.close()
 
 
-class _SignatureOnly(tf.Module):
+class _SignatureOnly(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
     """A SavedModel with tfic's image signature but no tracked Keras model (as other exporters write)."""
 
     def __init__(self) -> None:

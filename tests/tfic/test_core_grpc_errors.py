@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -21,12 +22,12 @@ async def server() -> AsyncIterator[str]:
     await servicer.set("ok", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, srv)
 
-    async def boom(request: bytes, context: aio.ServicerContext) -> bytes:
+    async def boom(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
         if request == b"client":
             raise ImageTooLarge("image is 9 bytes; the limit is 1 bytes")
         raise RuntimeError("secret internal detail")
 
-    async def stream_boom(request: bytes, context: aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def stream_boom(request: bytes, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
         yield b"first"
         raise ImageTooLarge("too big")
 

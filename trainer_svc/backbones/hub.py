@@ -31,7 +31,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfic.errors import InvalidArgument, NotFound
-from tfic.modeldir import METADATA_DIR, METADATA_FILE, SIGNATURE_IMAGES, Preprocessing, read_metadata
+from tfic.modeldir import METADATA_DIR, METADATA_FILE, SIGNATURE_IMAGES, Preprocessing, float_triple, read_metadata
 from trainer_svc.backbones.base import Backbone, check_input_shape
 
 SIDECAR = "tfic_backbone.json"
@@ -241,8 +241,8 @@ def _preprocessing_from(data: dict[str, Any], where: str) -> Preprocessing:
         return Preprocessing(
             scale=float(data.get("scale", HUB_PREPROCESSING.scale)),
             offset=float(data.get("offset", 0.0)),
-            mean=tuple(float(x) for x in data.get("mean", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
-            std=tuple(float(x) for x in data.get("std", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
+            mean=float_triple(data.get("mean", (0.0, 0.0, 0.0))),
+            std=float_triple(data.get("std", (1.0, 1.0, 1.0))),
             interpolation=str(data.get("interpolation", "bilinear")),
         )
     except (TypeError, ValueError) as exc:

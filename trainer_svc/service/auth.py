@@ -11,15 +11,16 @@ from grpc import aio
 
 from tfic.errors import Unauthenticated
 from tfic.grpc_errors import grpc_code
+from tfic.grpc_typing import ServerInterceptor
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 MESSAGE = "missing or wrong bearer token: send the metadata 'authorization: Bearer <token>'"
 
 
-def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _denied(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     code = grpc_code(Unauthenticated(MESSAGE))
 
-    async def deny(request: Any, context: aio.ServicerContext) -> Any:
+    async def deny(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, MESSAGE)
 
     des, ser = handler.request_deserializer, handler.response_serializer
@@ -32,7 +33,7 @@ def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return grpc.stream_stream_rpc_method_handler(deny, des, ser)
 
 
-class BearerTokenInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+class BearerTokenInterceptor(ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
@@ -45,9 +46,9 @@ class BearerTokenInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(EXEMPT_PREFIXES):

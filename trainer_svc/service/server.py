@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
+from tfic.grpc_typing import ServerInterceptor
 from tfic.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_svc.service.auth import BearerTokenInterceptor
 from trainer_svc.service.metrics import TrainerMetrics
@@ -74,7 +75,7 @@ class TrainerServer:
 
     async def listen(self) -> int:
         """Bind and serve with health NOT_SERVING; returns the port (useful with port 0)."""
-        interceptors: list[aio.ServerInterceptor] = [ErrorInterceptor()]
+        interceptors: list[ServerInterceptor] = [ErrorInterceptor()]
         if self.settings.auth_token:
             interceptors.insert(0, BearerTokenInterceptor(self.settings.auth_token))
         server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from grpc import aio
 
@@ -32,31 +33,31 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         return self.runner
 
     async def CreateTrainingJob(  # noqa: N802 - gRPC method names
-        self, request: pb.CreateTrainingJobRequest, context: aio.ServicerContext
+        self, request: pb.CreateTrainingJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.TrainingJob:
         spec = proto_mapping.spec_from_pb(request.spec)
         job = await self._runner().create(request.name, spec, request.request_id or None)
         return proto_mapping.job_to_pb(job)
 
     async def GetTrainingJob(  # noqa: N802
-        self, request: pb.GetTrainingJobRequest, context: aio.ServicerContext
+        self, request: pb.GetTrainingJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.TrainingJob:
         return proto_mapping.job_to_pb(await self._runner().get(_ref(request.job)))
 
     async def ListTrainingJobs(  # noqa: N802
-        self, request: pb.ListTrainingJobsRequest, context: aio.ServicerContext
+        self, request: pb.ListTrainingJobsRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.ListTrainingJobsResponse:
         states = proto_mapping.states_from_pb(request.states)
         jobs, token = await self._runner().list_jobs(states, request.page_size, request.page_token)
         return pb.ListTrainingJobsResponse(jobs=[proto_mapping.job_to_pb(j) for j in jobs], next_page_token=token)
 
     async def StopTrainingJob(  # noqa: N802
-        self, request: pb.StopTrainingJobRequest, context: aio.ServicerContext
+        self, request: pb.StopTrainingJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.TrainingJob:
         return proto_mapping.job_to_pb(await self._runner().stop(_ref(request.job)))
 
     async def WatchTrainingJob(  # noqa: N802
-        self, request: pb.WatchTrainingJobRequest, context: aio.ServicerContext
+        self, request: pb.WatchTrainingJobRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.TrainingEvent]:
         async for event in self._runner().watch(_ref(request.job)):
             yield proto_mapping.event_to_pb(event)

@@ -14,7 +14,7 @@ from tfic.modeldir import ModelMetadata, VersionWriter
 from trainer_svc.training.graph_preprocess import decode_and_resize
 
 
-class ServingModule(tf.Module):
+class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
     """The exported object: the Keras model plus the two serving signatures.
 
     The Keras model is tracked as ``model`` so a later run can restore its variables into a

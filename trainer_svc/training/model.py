@@ -44,7 +44,7 @@ class Preprocess(layers.Layer):  # type: ignore[misc]
         return {**super().get_config(), "scale": self.scale, "offset": self.offset, "mean": self.mean, "std": self.std}
 
 
-class TficClassifier(keras.Model):
+class TficClassifier(keras.Model):  # type: ignore[misc]  # Keras ships no type information
     """A functional classifier whose backbone may learn more slowly than its head.
 
     With ``backbone_learning_rate_multiplier`` < 1 (fine-tuning a pretrained network), the

@@ -43,7 +43,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise InvalidArgument(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-def _tf_config() -> dict:  # type: ignore[type-arg]
+def _tf_config() -> dict[str, Any]:
     try:
         data = json.loads(os.environ.get("TF_CONFIG", "{}"))
     except ValueError:

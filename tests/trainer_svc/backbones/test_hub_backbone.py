@@ -16,7 +16,7 @@ from tfic.modeldir import ModelMetadata, Preprocessing, write_metadata
 from trainer_svc.backbones import get_backbone
 
 
-class FeatureVector(tf.Module):
+class FeatureVector(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
     """TF Hub's image feature-vector shape: [N, 16, 16, 3] in [0, 1] → [N, 8]."""
 
     def __init__(self) -> None:
@@ -29,7 +29,7 @@ class FeatureVector(tf.Module):
         return tf.reduce_mean(tf.tensordot(images, self.kernel, 1), axis=[1, 2]) + self.bias
 
 
-class WithTraining(tf.Module):
+class WithTraining(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
     """A reusable SavedModel: any input size, ``training`` argument, spatial [N, h, w, 4] output."""
 
     def __init__(self) -> None:

@@ -10,7 +10,7 @@ from tfic.v1 import trainer_pb2 as pb
 
 
 def _is_epoch(event: pb.TrainingEvent) -> bool:
-    return event.WhichOneof("event") == "epoch"
+    return bool(event.WhichOneof("event") == "epoch")
 
 
 async def test_a_queued_job_waits_for_a_stopped_one_then_completes(start_trainer: StartTrainer) -> None:

@@ -67,7 +67,7 @@ class Running:
     server: TrainerServer
     settings: TrainerSettings
     channel: grpc.aio.Channel
-    stub: trainer_pb2_grpc.TrainerStub
+    stub: trainer_pb2_grpc.TrainerAsyncStub
 
     @property
     def port(self) -> int:
@@ -87,7 +87,7 @@ class Running:
             current = await self.get(job)
             return current if current.state in states else None
 
-        names = ", ".join(pb.JobState.Name(s) for s in states)  # type: ignore[arg-type]
+        names = ", ".join(pb.JobState.Name(s) for s in states)
         return await eventually(check, timeout, f"job {job} to reach {names}")
 
     async def watch(self, job: str, until: Callable[[pb.TrainingEvent], bool] | None = None) -> list[pb.TrainingEvent]:
