@@ -199,8 +199,13 @@ def test_a_service_entry_point_exits_2_on_a_bad_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ran: list[Example] = []
+
+    def run(settings: Example) -> int:
+        ran.append(settings)
+        return 0
+
     monkeypatch.setenv("TFIC_EXAMPLE_PORT", "9000")
-    assert service_main("example", "an example", Example, lambda s: ran.append(s) or 0, ["--size", "3"]) == 0
+    assert service_main("example", "an example", Example, run, ["--size", "3"]) == 0
     assert ran == [Example(port=9000, inner=Inner(size=3))]
     monkeypatch.setenv("TFIC_EXAMPLE_RATIO", "-1")
     assert service_main("example", "an example", Example, lambda s: 0, []) == 2
