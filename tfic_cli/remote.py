@@ -19,16 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tfic.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    TficError,
-    Unauthenticated,
-    Unavailable,
-)
+from tfic.errors import InvalidArgument, NotFound, TficError, Unavailable, class_for, class_for_grpc_code
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 CONCURRENCY = 8
@@ -54,10 +45,11 @@ def list_images(target: Path) -> list[Path]:
 
 
 def _grpc_error(exc: Any, where: str) -> TficError:
-    """The shared mapping (:func:`tfic.grpc_errors.exception_from_rpc`); a refused image is reported per image."""
+    """The shared mapping (:func:`tfic.grpc_errors.exception_from_rpc`, which reads the call's
+    ``google.rpc.Status``); a refused image is reported per image."""
     from tfic.grpc_errors import exception_from_rpc
 
-    error = exception_from_rpc(exc)
+    error = exception_from_rpc(exc, service=f"the inference service at {where}")
     if isinstance(error, InvalidArgument):
         return ImageRejected(error.message)
     error.message = f"{where}: {error.message}"
@@ -106,22 +98,17 @@ def _grpc_classifier(args: argparse.Namespace) -> tuple[Classify, Callable[[], N
 
 
 def _http_error(response: Any, where: str) -> TficError:
+    """The gateway's JSON error as the exception class its ``status`` and ``reason`` name (the same lookup as
+    for gRPC); a refused image is reported per image."""
     try:
-        message = str(response.json()["error"]["message"])
+        error = response.json()["error"]
+        message, status_name, reason = str(error["message"]), str(error["status"]), error.get("reason")
     except Exception:
-        message = response.text.strip() or response.reason_phrase
-    status = response.status_code
-    if status in (400, 413, 415):
+        message, status_name, reason = response.text.strip() or response.reason_phrase, "", None
+    if status_name == "INVALID_ARGUMENT":
         return ImageRejected(message)
-    by_status: dict[int, type[TficError]] = {
-        401: Unauthenticated,
-        403: PermissionDenied,
-        404: NotFound,
-        429: ResourceExhausted,
-        503: Unavailable,
-        504: DeadlineExceeded,
-    }
-    return by_status.get(status, TficError)(f"{where}: HTTP {status}: {message}")
+    base = class_for_grpc_code(status_name) or TficError
+    return class_for(base, reason)(f"{where}: HTTP {response.status_code}: {message}")
 
 
 def _http_classifier(args: argparse.Namespace) -> tuple[Classify, Callable[[], None]]:

@@ -10,17 +10,15 @@ import grpc
 from grpc import aio
 
 from tfic.errors import Unauthenticated
-from tfic.grpc_errors import grpc_code
+from tfic.grpc_errors import abort
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 MESSAGE = "missing or wrong bearer token: send the metadata 'authorization: Bearer <token>'"
 
 
 def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    code = grpc_code(Unauthenticated(MESSAGE))
-
     async def deny(request: Any, context: aio.ServicerContext) -> Any:
-        await context.abort(code, MESSAGE)
+        await abort(context, Unauthenticated(MESSAGE))  # the same Status as any other error
 
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
