@@ -20,7 +20,6 @@ import logging
 import math
 from typing import Any
 
-from google.protobuf import json_format
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -35,7 +34,7 @@ from tfic.errors import (
     public_message,
     status_for,
 )
-from tfic.grpc_errors import UpstreamError, status_proto
+from tfic.grpc_errors import ERROR_DOMAIN, UpstreamError, error_metadata, retry_delay, violation_field
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,29 @@ def classify(exc: BaseException) -> tuple[int, str, str, str | None]:
     return status.http_status, status.grpc_code, public_message(exc), reason
 
 
+_TYPE = "type.googleapis.com/google.rpc."
+
+
 def error_details(exc: BaseException) -> list[dict[str, Any]]:
-    """The ``google.rpc`` details of a client-facing error in JSON (``[]`` for internal ones, which say nothing)."""
-    if not is_public(exc):
+    """The ``google.rpc`` details of a client-facing error (``[]`` for internal ones, which say nothing), in
+    protobuf's JSON mapping: what ``json_format.MessageToDict`` makes of :func:`tfic.grpc_errors.status_proto`'s
+    details (a test holds them equal), written out because building and converting the protobufs cost
+    ~30 µs per error, several times the rest of the response."""
+    if not isinstance(exc, TficError) or not is_public(exc):
         return []
-    return [json_format.MessageToDict(packed) for packed in status_proto(exc).details]
+    info: dict[str, Any] = {"@type": _TYPE + "ErrorInfo", "reason": exc.reason, "domain": ERROR_DOMAIN}
+    metadata = error_metadata(exc)
+    if metadata:
+        info["metadata"] = metadata
+    details = [info]
+    if exc.retry_after_seconds is not None:
+        delay = retry_delay(exc.retry_after_seconds).ToJsonString()
+        details.append({"@type": _TYPE + "RetryInfo", "retryDelay": delay})
+    field = violation_field(exc)
+    if field:
+        violation = {"field": field, "description": exc.message}
+        details.append({"@type": _TYPE + "BadRequest", "fieldViolations": [violation]})
+    return details
 
 
 def error_body(

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
@@ -70,6 +70,22 @@ def _metadata_value(value: Any) -> str | None:
     return None  # structured values have no place in a map<string, string>
 
 
+def error_metadata(exc: TficError) -> dict[str, str]:
+    """``ErrorInfo.metadata``: the error's scalar details as strings."""
+    return {k: v for k, v in ((k, _metadata_value(v)) for k, v in exc.details.items()) if v is not None}
+
+
+def retry_delay(seconds: float) -> duration_pb2.Duration:
+    delay = duration_pb2.Duration()
+    delay.FromTimedelta(datetime.timedelta(seconds=max(0.0, seconds)))
+    return delay
+
+
+def violation_field(exc: TficError) -> str | None:
+    """The field a ``BadRequest`` names: only INVALID_ARGUMENTs have field violations."""
+    return exc.field if exc.field and isinstance(exc, InvalidArgument) else None
+
+
 def _pack(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -85,14 +101,13 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
         status.details.append(_pack(error_details_pb2.ErrorInfo(reason="internal", domain=ERROR_DOMAIN)))
         return status
     assert isinstance(exc, TficError)
-    metadata = {k: v for k, v in ((k, _metadata_value(v)) for k, v in exc.details.items()) if v is not None}
+    metadata = error_metadata(exc)
     status.details.append(_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN, metadata=metadata)))
     if exc.retry_after_seconds is not None:
-        info = error_details_pb2.RetryInfo()
-        info.retry_delay.FromTimedelta(datetime.timedelta(seconds=max(0.0, exc.retry_after_seconds)))
-        status.details.append(_pack(info))
-    if exc.field and isinstance(exc, InvalidArgument):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=message)
+        status.details.append(_pack(error_details_pb2.RetryInfo(retry_delay=retry_delay(exc.retry_after_seconds))))
+    field = violation_field(exc)
+    if field:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
         status.details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     return status
 

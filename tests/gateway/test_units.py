@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
@@ -19,7 +20,7 @@ from starlette.types import Receive
 
 import gateway
 from gateway import settings as settings_mod
-from gateway.errors import BodyTooLarge, MethodNotAllowed, NotAcceptable, classify, error_response
+from gateway.errors import BodyTooLarge, MethodNotAllowed, NotAcceptable, classify, error_details, error_response
 from gateway.inputs import headers, read_body, top_k
 from gateway.settings import GatewaySettings
 from tfic import errors
@@ -139,6 +140,21 @@ def test_the_body_carries_the_same_details_as_the_status() -> None:
 
 
 CODE_NAMES = {code.name for code in grpc.StatusCode}
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.InvalidImage("bad", field="images[3]", model="m", version=2, pinned=True),
+        errors.ResourceExhausted("full", retry_after_seconds=0.25),
+        errors.Unavailable("loading", model="m"),
+        errors.ImageTooLarge("too big"),
+        MethodNotAllowed("GET is not allowed"),
+        errors.NotFound("no such job", field="job"),  # a field, but not an INVALID_ARGUMENT: no BadRequest
+    ],
+)
+def test_the_body_details_are_protobufs_json_mapping_of_the_status_details(exc: errors.TficError) -> None:
+    assert error_details(exc) == [json_format.MessageToDict(packed) for packed in status_proto(exc).details]
 
 
 def test_the_gateway_has_no_status_table_of_its_own() -> None:

@@ -156,13 +156,13 @@ async def test_streams_end_with_the_same_status(server: str) -> None:
 
 def test_a_reason_this_process_has_no_class_for_is_kept() -> None:
     status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message="no weights")
-    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="weights_unavailable", domain=ERROR_DOMAIN))
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="out_of_teabags", domain=ERROR_DOMAIN))
     rich = rpc_status.to_status(status)
     exc = aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), details=rich.details)
     error = exception_from_rpc(exc)
     assert (type(error), error.reason, error.message) == (
         errors.FailedPrecondition,
-        "weights_unavailable",
+        "out_of_teabags",
         "no weights",
     )
     # Another domain's reason is not ours to interpret.
