@@ -19,7 +19,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tfic.errors import InvalidArgument, NotFound, TficError, Unavailable, class_for, class_for_grpc_code
+from tfic.errors import (
+    InvalidArgument,
+    NotFound,
+    TficError,
+    Unavailable,
+    class_for,
+    class_for_grpc_code,
+    grpc_code_for_http,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 CONCURRENCY = 8
@@ -103,9 +111,10 @@ def _http_error(response: Any, where: str) -> TficError:
     try:
         error = response.json()["error"]
         message, status_name, reason = str(error["message"]), str(error["status"]), error.get("reason")
-    except Exception:
-        message, status_name, reason = response.text.strip() or response.reason_phrase, "", None
-    if status_name == "INVALID_ARGUMENT":
+    except Exception:  # not the gateway's body (a proxy's page): the status alone, read backwards from the table
+        message, reason = response.text.strip() or response.reason_phrase, None
+        status_name = grpc_code_for_http(response.status_code)
+    if response.status_code in (400, 413, 415):  # the image's fault, not the run's (a 405 or 406 would be ours)
         return ImageRejected(message)
     base = class_for_grpc_code(status_name) or TficError
     return class_for(base, reason)(f"{where}: HTTP {response.status_code}: {message}")
