@@ -4,7 +4,8 @@ The channel balances round-robin over every address the target resolves to (``dn
 for a headless Kubernetes service: each pod gets its share; the server's ``max_connection_age`` makes the
 channel re-resolve as pods come and go) and retries UNAVAILABLE on another address. Each call carries the
 request's remaining deadline and its id as ``x-request-id`` metadata. gRPC failures become
-:class:`tfic.errors.TficError` subclasses (:func:`tfic.grpc_errors.exception_from_rpc`).
+:class:`tfic.errors.TficError` subclasses (:func:`tfic.grpc_errors.exception_from_rpc` reads the
+``google.rpc.Status`` the inference service sends: reason, retry delay, field violations).
 """
 
 from __future__ import annotations

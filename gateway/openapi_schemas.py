@@ -70,6 +70,19 @@ def schemas() -> dict[str, Any]:
                         "status": {"type": "string", "description": "The canonical gRPC status name."},
                         "message": {"type": "string"},
                         "reason": {"type": "string", "description": "Machine-readable class, e.g. invalid_image."},
+                        "details": {
+                            "type": "array",
+                            "description": (
+                                "The google.rpc error details the gRPC services send, in protobuf's JSON mapping: "
+                                "ErrorInfo (reason, domain, metadata), RetryInfo (retryDelay), "
+                                "BadRequest (fieldViolations)."
+                            ),
+                            "items": {
+                                "type": "object",
+                                "required": ["@type"],
+                                "properties": {"@type": {"type": "string"}},
+                            },
+                        },
                     },
                 }
             },

@@ -137,7 +137,10 @@ class Batcher:
         if announced:
             self._incoming -= 1
         if self._closed:
-            raise Unavailable(f"model {self.model}: this version is unloading; retry")
+            # The next version is already serving (or about to): a retry soon is likely to succeed.
+            raise Unavailable(
+                f"model {self.model}: this version is unloading; retry", model=self.model, retry_after_seconds=1.0
+            )
         if images.ndim != 4 or images.shape[1:] != self._shape:
             raise InvalidArgument(
                 f"images must have shape [N, {', '.join(map(str, self._shape))}], got {list(images.shape)}"
@@ -169,7 +172,13 @@ class Batcher:
             self._pending_images -= len(task.images)
             self._untrack_pending(1)
             if not task.future.done():
-                task.future.set_exception(Unavailable(f"model {self.model}: this version was unloaded; retry"))
+                task.future.set_exception(
+                    Unavailable(
+                        f"model {self.model}: this version was unloaded; retry",
+                        model=self.model,
+                        retry_after_seconds=1.0,
+                    )
+                )
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -192,6 +201,7 @@ class Batcher:
                 f"model {self.model}: the batch queue is full ({len(self._pending)} requests waiting, "
                 f"limit {limit} batches); retry later",
                 retry_after_seconds=1.0,
+                model=self.model,
             )
 
     def _dispatch(self) -> None:

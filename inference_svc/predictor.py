@@ -115,9 +115,11 @@ class Predictor:
 
     def _check_count(self, n: int) -> None:
         if n == 0:
-            raise InvalidArgument("the request holds no images")
+            raise InvalidArgument("the request holds no images", field="images")
         if n > self._max_images:
-            raise InvalidArgument(f"the request holds {n} images; the limit is {self._max_images} per request")
+            raise InvalidArgument(
+                f"the request holds {n} images; the limit is {self._max_images} per request", field="images"
+            )
 
 
 def top_k(probabilities: np.ndarray, k: int) -> list[tuple[list[int], list[float]]]:
@@ -128,7 +130,7 @@ def top_k(probabilities: np.ndarray, k: int) -> list[tuple[list[int], list[float
     large class counts use a partial sort.
     """
     if k < 0:
-        raise InvalidArgument(f"top_k must not be negative, got {k}")
+        raise InvalidArgument(f"top_k must not be negative, got {k}", field="top_k")
     classes = probabilities.shape[1]
     if k == 0:
         everything = list(range(classes))

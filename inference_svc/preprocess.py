@@ -18,7 +18,7 @@ import numpy as np
 
 from inference_svc.metrics import Metrics
 from inference_svc.workers import WorkerPool
-from tfic.errors import DeadlineExceeded, ImageTooLarge, InvalidImage, ResourceExhausted, TficError
+from tfic.errors import DeadlineExceeded, ImageTooLarge, InvalidArgument, InvalidImage, ResourceExhausted, TficError
 from tfic.imaging import DEFAULT_LIMITS, DecodeLimits, decode_resize
 
 
@@ -110,10 +110,15 @@ class Preprocessor:
 
 
 def _named(index: int, count: int, exc: TficError) -> TficError:
-    """The same error class with the image's index in front of its message."""
+    """The same error naming its image: ``images[i]`` as its field, ``image i: `` in front of its message when
+    the request has several."""
+    if isinstance(exc, InvalidArgument) and exc.field is None:
+        exc.field = f"images[{index}]"
     if count == 1:
         return exc
     try:
-        return type(exc)(f"image {index}: {exc.message}", **exc.details)
+        return type(exc)(
+            f"image {index}: {exc.message}", field=exc.field, retry_after_seconds=exc.retry_after_seconds, **exc.details
+        )
     except TypeError:  # a subclass with another constructor: keep it as it is
         return exc

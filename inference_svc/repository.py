@@ -209,26 +209,28 @@ class ModelRepository:
         model = self._models.get(name)
         if model is None or model.removed:
             served = ", ".join(sorted(n for n, m in self._models.items() if not m.removed)) or "none"
-            raise ModelNotFound(f"model {name!r} is not served here (served: {served})")
+            raise ModelNotFound(f"model {name!r} is not served here (served: {served})", model=name)
         if label:
             if version is not None:
-                raise InvalidArgument("set either a model version or a version label, not both")
+                raise InvalidArgument("set either a model version or a version label, not both", model=name)
             labelled = model.config.version_labels.get(label)
             if labelled is None:
-                raise NotFound(f"model {name!r} has no version label {label!r}")
+                raise NotFound(f"model {name!r} has no version label {label!r}", model=name, version_label=label)
             version = labelled
         if version is not None:
             found = model.versions.get(version)
             if found is None:
-                raise NotFound(f"model {name!r} has no version {version} loaded")
+                raise NotFound(f"model {name!r} has no version {version} loaded", model=name, version=version)
             if found.state is not VersionState.AVAILABLE:
-                raise Unavailable(f"model {name!r} version {version} is {found.state.value}")
+                raise Unavailable(
+                    f"model {name!r} version {version} is {found.state.value}", model=name, version=version
+                )
             return Lease(found)
         available = [s for s in model.versions.values() if s.state is VersionState.AVAILABLE]
         if not available:
             failed = [s for s in model.versions.values() if s.state is VersionState.FAILED]
             detail = f"; version {failed[-1].version} failed to load: {failed[-1].error}" if failed else ""
-            raise Unavailable(f"model {name!r} has no version available yet{detail}")
+            raise Unavailable(f"model {name!r} has no version available yet{detail}", model=name)
         return Lease(max(available, key=lambda s: s.version))
 
     def metric_label(self, name: str) -> str:
@@ -241,7 +243,7 @@ class ModelRepository:
     def model(self, name: str) -> ModelStatus:
         model = self._models.get(name)
         if model is None or model.removed:
-            raise ModelNotFound(f"model {name!r} is not served here")
+            raise ModelNotFound(f"model {name!r} is not served here", model=name)
         return self._status(model)
 
     def available(self, name: str | None = None) -> bool:

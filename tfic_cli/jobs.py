@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from tfic import errors
+from tfic.grpc_errors import UpstreamError, exception_from_rpc
 from tfic.settings import add_arguments, from_args, setting
 from tfic.v1 import trainer_pb2 as pb
 from tfic.v1 import trainer_pb2_grpc
@@ -31,19 +32,6 @@ STATE_OF = {v: k for k, v in STATE_NAMES.items()}
 TERMINAL = (pb.JOB_STATE_COMPLETED, pb.JOB_STATE_FAILED, pb.JOB_STATE_STOPPED)
 FORMATS = {"folder": pb.DATA_FORMAT_FOLDER, "lst": pb.DATA_FORMAT_LST, "recordio": pb.DATA_FORMAT_RECORDIO}
 FORMATS["tfrecord"] = pb.DATA_FORMAT_TFRECORD
-
-_ERRORS: dict[grpc.StatusCode, type[errors.TficError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.CANCELLED: errors.Cancelled,
-}
 
 
 @dataclass(frozen=True)
@@ -143,10 +131,13 @@ class _Client:
             raise self._error(exc) from None
 
     def _error(self, exc: grpc.RpcError) -> errors.TficError:
-        code, details = exc.code(), exc.details() or ""
-        if code == grpc.StatusCode.UNAVAILABLE:
-            details = f"cannot reach the trainer at {self.address}: {details}"
-        return _ERRORS.get(code, errors.TficError)(details)
+        """The trainer's error as its own class (:func:`tfic.grpc_errors.exception_from_rpc`)."""
+        error = exception_from_rpc(exc, service=f"the trainer at {self.address}")
+        upstream = error.details.get("upstream")
+        if upstream and not isinstance(error, UpstreamError):
+            # gRPC's own words ("connection refused" …) help whoever runs the command; a gateway hides them.
+            error.message = f"{error.message}: {upstream}"
+        return error
 
     def close(self) -> None:
         self.channel.close()

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from tfic.errors import (
-    DeadlineExceeded,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
-    ResourceExhausted,
     TficError,
-    Unauthenticated,
     Unavailable,
+    class_for,
+    class_for_grpc_code,
+    grpc_code_for_http,
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
@@ -54,10 +53,11 @@ def list_images(target: Path) -> list[Path]:
 
 
 def _grpc_error(exc: Any, where: str) -> TficError:
-    """The shared mapping (:func:`tfic.grpc_errors.exception_from_rpc`); a refused image is reported per image."""
+    """The shared mapping (:func:`tfic.grpc_errors.exception_from_rpc`, which reads the call's
+    ``google.rpc.Status``); a refused image is reported per image."""
     from tfic.grpc_errors import exception_from_rpc
 
-    error = exception_from_rpc(exc)
+    error = exception_from_rpc(exc, service=f"the inference service at {where}")
     if isinstance(error, InvalidArgument):
         return ImageRejected(error.message)
     error.message = f"{where}: {error.message}"
@@ -106,22 +106,18 @@ def _grpc_classifier(args: argparse.Namespace) -> tuple[Classify, Callable[[], N
 
 
 def _http_error(response: Any, where: str) -> TficError:
+    """The gateway's JSON error as the exception class its ``status`` and ``reason`` name (the same lookup as
+    for gRPC); a refused image is reported per image."""
     try:
-        message = str(response.json()["error"]["message"])
-    except Exception:
-        message = response.text.strip() or response.reason_phrase
-    status = response.status_code
-    if status in (400, 413, 415):
+        error = response.json()["error"]
+        message, status_name, reason = str(error["message"]), str(error["status"]), error.get("reason")
+    except Exception:  # not the gateway's body (a proxy's page): the status alone, read backwards from the table
+        message, reason = response.text.strip() or response.reason_phrase, None
+        status_name = grpc_code_for_http(response.status_code)
+    if response.status_code in (400, 413, 415):  # the image's fault, not the run's (a 405 or 406 would be ours)
         return ImageRejected(message)
-    by_status: dict[int, type[TficError]] = {
-        401: Unauthenticated,
-        403: PermissionDenied,
-        404: NotFound,
-        429: ResourceExhausted,
-        503: Unavailable,
-        504: DeadlineExceeded,
-    }
-    return by_status.get(status, TficError)(f"{where}: HTTP {status}: {message}")
+    base = class_for_grpc_code(status_name) or TficError
+    return class_for(base, reason)(f"{where}: HTTP {response.status_code}: {message}")
 
 
 def _http_classifier(args: argparse.Namespace) -> tuple[Classify, Callable[[], None]]:

@@ -63,7 +63,7 @@ _ERROR_UNKNOWN = 2  # tensorflow.error.Code.UNKNOWN
 # ----------------------------------------------------------------------------- conversions
 def ref_from_pb(spec: Any) -> ModelRef:
     if not spec.name:
-        raise InvalidArgument("model_spec.name is required")
+        raise InvalidArgument("model_spec.name is required", field="model_spec.name")
     version = spec.version.value if spec.HasField("version") else None
     return ModelRef(spec.name, version, spec.version_label)
 
@@ -74,25 +74,34 @@ def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
 
 def strings_from_pb(tensor: tensor_pb2.TensorProto, key: str) -> list[bytes]:
     if tensor.dtype != types_pb2.DT_STRING:
-        raise InvalidArgument(f"input {key!r} must be a string tensor of encoded images, got {_dtype(tensor)}")
+        raise InvalidArgument(
+            f"input {key!r} must be a string tensor of encoded images, got {_dtype(tensor)}", field=f"inputs[{key}]"
+        )
     shape = _shape(tensor)
     values = list(tensor.string_val)
     if len(shape) > 1 or (shape and shape[0] != len(values)):
-        raise InvalidArgument(f"input {key!r} must have shape [N] with N strings, got {shape} with {len(values)}")
+        raise InvalidArgument(
+            f"input {key!r} must have shape [N] with N strings, got {shape} with {len(values)}", field=f"inputs[{key}]"
+        )
     return values
 
 
 def pixels_from_pb(tensor: tensor_pb2.TensorProto, key: str) -> np.ndarray:
     if tensor.dtype not in _FLOAT_TYPES:
-        raise InvalidArgument(f"input {key!r} must be a float32 tensor [N, H, W, 3], got {_dtype(tensor)}")
+        raise InvalidArgument(
+            f"input {key!r} must be a float32 tensor [N, H, W, 3], got {_dtype(tensor)}", field=f"inputs[{key}]"
+        )
     field, dtype = _FLOAT_TYPES[tensor.dtype]
     shape = _shape(tensor)
     if len(shape) != 4 or min(shape) < 0:
-        raise InvalidArgument(f"input {key!r} must have shape [N, H, W, 3], got {shape}")
+        raise InvalidArgument(f"input {key!r} must have shape [N, H, W, 3], got {shape}", field=f"inputs[{key}]")
     count = int(np.prod(shape))
     if tensor.tensor_content:
         if len(tensor.tensor_content) != count * dtype.itemsize:
-            raise InvalidArgument(f"input {key!r}: tensor_content has {len(tensor.tensor_content)} bytes for {shape}")
+            raise InvalidArgument(
+                f"input {key!r}: tensor_content has {len(tensor.tensor_content)} bytes for {shape}",
+                field=f"inputs[{key}]",
+            )
         values = np.frombuffer(tensor.tensor_content, dtype=dtype)
     else:
         raw = getattr(tensor, field)
@@ -103,7 +112,7 @@ def pixels_from_pb(tensor: tensor_pb2.TensorProto, key: str) -> np.ndarray:
         if values.size == 1 and count != 1:
             values = np.full(count, values[0], dtype=dtype)
         if values.size != count:
-            raise InvalidArgument(f"input {key!r} has {values.size} values for shape {shape}")
+            raise InvalidArgument(f"input {key!r} has {values.size} values for shape {shape}", field=f"inputs[{key}]")
     return values.reshape(shape).astype(np.float32, copy=False)
 
 
@@ -145,7 +154,10 @@ def _examples_images(request: classification_pb2.ClassificationRequest) -> list[
         features = example.features.feature
         key = next((k for k in _IMAGE_FEATURES if k in features), None)
         if key is None or len(features[key].bytes_list.value) != 1:
-            raise InvalidArgument(f"example {i} needs one encoded image in the bytes feature 'image_bytes'")
+            raise InvalidArgument(
+                f"example {i} needs one encoded image in the bytes feature 'image_bytes'",
+                field=f"input.example_list.examples[{i}]",
+            )
         images.append(features[key].bytes_list.value[0])
     return images
 
@@ -179,7 +191,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             keys = set(request.inputs)
             if signature and signature not in _SIGNATURE_INPUT:
                 raise InvalidArgument(
-                    f"unknown signature {signature!r}; use {modeldir.SIGNATURE_BYTES} or {modeldir.SIGNATURE_IMAGES}"
+                    f"unknown signature {signature!r}; use {modeldir.SIGNATURE_BYTES} or {modeldir.SIGNATURE_IMAGES}",
+                    field="model_spec.signature_name",
                 )
             if not signature:
                 signature = modeldir.SIGNATURE_IMAGES if modeldir.INPUT_IMAGES in keys else modeldir.SIGNATURE_BYTES
@@ -191,7 +204,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             wanted = list(request.output_filter) or list(_OUTPUTS)
             unknown = sorted(set(wanted) - set(_OUTPUTS))
             if unknown:
-                raise InvalidArgument(f"unknown output(s) {unknown} in output_filter; outputs: {list(_OUTPUTS)}")
+                raise InvalidArgument(
+                    f"unknown output(s) {unknown} in output_filter; outputs: {list(_OUTPUTS)}", field="output_filter"
+                )
             deadline = deadline_of(context)
             if key == modeldir.INPUT_BYTES:
                 images = strings_from_pb(request.inputs[key], key)

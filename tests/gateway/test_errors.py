@@ -30,8 +30,21 @@ def error_of(response: httpx.Response, status: int, grpc_status: str, reason: st
     assert isinstance(error["message"], str) and error["message"]
     if reason is not None:
         assert error["reason"] == reason
-    assert set(error) <= {"code", "status", "message", "reason"}
+    assert set(error) <= {"code", "status", "message", "reason", "details"}
+    if "details" in error:  # the google.rpc details, ErrorInfo first, saying the same reason
+        info = error["details"][0]
+        assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert (info["reason"], info["domain"]) == (error["reason"], "tfic.dev")
     return error
+
+
+def violations(error: dict[str, Any]) -> list[str]:
+    return [
+        v["field"]
+        for d in error.get("details", ())
+        if d["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+        for v in d["fieldViolations"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +61,7 @@ def slow_image() -> bytes:
 def test_corrupt_image_is_400(client: httpx.Client, images: dict[str, bytes]) -> None:
     error = error_of(client.post("/invocations", content=images["truncated_png"], headers=PNG), 400, "INVALID_ARGUMENT")
     assert error["reason"] == "invalid_image"
+    assert violations(error) == ["images[0]"]  # the inference service's BadRequest, passed through
 
 
 def test_data_that_is_not_an_image_is_415(client: httpx.Client, images: dict[str, bytes]) -> None:
@@ -75,6 +89,7 @@ def test_unknown_model_is_404(
     error = error_of(client.post(path, content=images["png"], headers={**PNG, **headers}), 404, "NOT_FOUND")
     assert error["reason"] == "model_not_found"
     assert "'nope'" in error["message"]
+    assert error["details"][0]["metadata"] == {"model": "nope"}  # the ErrorInfo's context
 
 
 @pytest.mark.parametrize(
@@ -256,8 +271,9 @@ def test_queue_full_is_429_with_retry_after(single_model: RunningInference, slow
     assert 200 in codes and 429 in codes, codes
     for response in responses:
         if response.status_code == 429:
-            error_of(response, 429, "RESOURCE_EXHAUSTED", "resource_exhausted")
+            error = error_of(response, 429, "RESOURCE_EXHAUSTED", "resource_exhausted")
             assert response.headers["retry-after"] == "1"
+            assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"} in error["details"]
 
 
 def test_the_only_model_is_the_default(single_model: RunningInference, images: dict[str, bytes]) -> None:

@@ -1,21 +1,30 @@
-"""The pieces with no server needed: gRPC status → HTTP, streamed body limit, settings from flags and env."""
+"""The pieces with no server needed: gRPC status and google.rpc details → HTTP, streamed body limit, settings."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import pkgutil
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
+from grpc_status import rpc_status
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive
 
-from gateway.errors import BodyTooLarge, classify, error_response
+import gateway
+from gateway.errors import BodyTooLarge, MethodNotAllowed, NotAcceptable, classify, error_details, error_response
 from gateway.inputs import headers, read_body, top_k
 from gateway.settings import GatewaySettings
+from tfic import errors
 from tfic.errors import Cancelled, InvalidArgument
-from tfic.grpc_errors import exception_from_rpc
+from tfic.grpc_errors import ERROR_DOMAIN, exception_from_rpc, grpc_code, status_proto
 from tfic.settings import add_arguments, from_args
 
 # Every gRPC code and the HTTP status it becomes (statuses gRPC itself produced: no tfic reason attached).
@@ -56,19 +65,32 @@ def test_every_grpc_code_has_an_http_status(code: grpc.StatusCode) -> None:
         assert name == renamed.get(code, code.name)
 
 
-def test_reason_trailer_refines_the_status_and_keeps_the_message() -> None:
+def from_server(exc: BaseException) -> aio.AioRpcError:
+    """The error a client gets when a tfic server raised ``exc`` (the interceptor's Status, trailer and all)."""
+    status = rpc_status.to_status(status_proto(exc))
+    return aio.AioRpcError(status.code, aio.Metadata(), aio.Metadata(*status.trailing_metadata), status.details)
+
+
+def error_info_only(code: grpc.StatusCode, message: str, reason: str) -> aio.AioRpcError:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    rich = rpc_status.to_status(status)
+    return aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), rich.details)
+
+
+def test_error_info_refines_the_status_and_keeps_the_message() -> None:
     cases = {
-        "invalid_image": (400, "invalid_image"),
-        "unsupported_format": (415, "unsupported_format"),
-        "image_too_large": (413, "image_too_large"),
-        "model_not_found": (404, "model_not_found"),
+        errors.InvalidImage("image 0: invalid_image"): (400, "invalid_image"),
+        errors.UnsupportedFormat("image 0: unsupported_format"): (415, "unsupported_format"),
+        errors.ImageTooLarge("image 0: image_too_large"): (413, "image_too_large"),
+        errors.ModelNotFound("model 'x' is not served here", model="x"): (404, "model_not_found"),
     }
-    for reason, (status, shown) in cases.items():
-        code = grpc.StatusCode.NOT_FOUND if reason == "model_not_found" else grpc.StatusCode.INVALID_ARGUMENT
-        exc = exception_from_rpc(rpc_error(code, f"image 0: {reason}", ("tfic-error-reason", reason)))
-        assert classify(exc) == (status, code.name, f"image 0: {reason}", shown)
+    for raised, (status, reason) in cases.items():
+        exc = exception_from_rpc(from_server(raised))
+        assert type(exc) is type(raised)
+        assert classify(exc) == (status, grpc_code(raised).name, raised.message, reason)
     # A reason that does not fit the code is ignored.
-    exc = exception_from_rpc(rpc_error(grpc.StatusCode.NOT_FOUND, "x", ("tfic-error-reason", "invalid_image")))
+    exc = exception_from_rpc(error_info_only(grpc.StatusCode.NOT_FOUND, "x", "invalid_image"))
     assert classify(exc)[0] == 404
 
 
@@ -77,29 +99,78 @@ def test_transport_statuses_hide_their_details() -> None:
     assert "10.0.0.7" not in classify(exception_from_rpc(unavailable))[2]
     too_big = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)")
     assert classify(exception_from_rpc(too_big))[:2] == (413, "INVALID_ARGUMENT")
-    # Statuses tfic's servers raised (a reason attached) keep their message.
-    busy = rpc_error(
-        grpc.StatusCode.UNAVAILABLE, "model 'm' has no version available yet", ("tfic-error-reason", "unavailable")
-    )
+    # Statuses tfic's servers raised (an ErrorInfo attached) keep their message.
+    busy = from_server(errors.Unavailable("model 'm' has no version available yet"))
     assert classify(exception_from_rpc(busy))[2] == "model 'm' has no version available yet"
 
 
-def test_retry_after_comes_from_the_trailer_or_the_setting() -> None:
-    full = rpc_error(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "queue full",
-        ("tfic-error-reason", "resource_exhausted"),
-        ("retry-after", "7"),
-    )
+def test_retry_after_comes_from_retry_info_or_the_setting() -> None:
+    full = from_server(errors.ResourceExhausted("queue full", retry_after_seconds=7))
     response = error_response(exception_from_rpc(full, default_retry_after=2), retry_after_seconds=2)
     assert (response.status_code, response.headers["retry-after"]) == (429, "7")
-    plain = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full", ("tfic-error-reason", "resource_exhausted"))
+    plain = error_info_only(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full", "resource_exhausted")
     assert (
         error_response(exception_from_rpc(plain, default_retry_after=2), retry_after_seconds=2).headers["retry-after"]
         == "2"
     )
     down = rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
     assert error_response(exception_from_rpc(down), retry_after_seconds=5).headers["retry-after"] == "5"
+    # A sub-second hint is rounded up, never to "retry at once".
+    unloading = from_server(errors.Unavailable("unloading", retry_after_seconds=0.2))
+    assert error_response(exception_from_rpc(unloading), retry_after_seconds=5).headers["retry-after"] == "1"
+
+
+def test_the_body_carries_the_same_details_as_the_status() -> None:
+    raised = errors.InvalidHyperparameter("learning_rate: expected a number", name="learning_rate")
+    body = json.loads(error_response(exception_from_rpc(from_server(raised)), retry_after_seconds=1).body)
+    assert body["error"]["details"] == [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "invalid_hyperparameter",
+            "domain": ERROR_DOMAIN,
+            "metadata": {"name": "learning_rate"},
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [
+                {"field": "hyperparameters.learning_rate", "description": "learning_rate: expected a number"}
+            ],
+        },
+    ]
+
+
+CODE_NAMES = {code.name for code in grpc.StatusCode}
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.InvalidImage("bad", field="images[3]", model="m", version=2, pinned=True),
+        errors.ResourceExhausted("full", retry_after_seconds=0.25),
+        errors.Unavailable("loading", model="m"),
+        errors.ImageTooLarge("too big"),
+        MethodNotAllowed("GET is not allowed"),
+        errors.NotFound("no such job", field="job"),  # a field, but not an INVALID_ARGUMENT: no BadRequest
+    ],
+)
+def test_the_body_details_are_protobufs_json_mapping_of_the_status_details(exc: errors.TficError) -> None:
+    assert error_details(exc) == [json_format.MessageToDict(packed) for packed in status_proto(exc).details]
+
+
+def test_the_gateway_has_no_status_table_of_its_own() -> None:
+    """Its HTTP-only cases live in tfic.errors' one table; nothing in the gateway maps classes or codes."""
+    for info in pkgutil.iter_modules(gateway.__path__, "gateway."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, Mapping) and value:
+                keys, values = list(value), list(value.values())
+                assert not any(isinstance(k, type) and issubclass(k, BaseException) for k in keys), (info.name, name)
+                # e.g. {405: "INVALID_ARGUMENT"} or {"NOT_FOUND": 404}: a second table of codes
+                named = [v for v in [*keys, *values] if isinstance(v, str) and v in CODE_NAMES]
+                assert not named, (info.name, name, named)
+    assert errors.TABLE[NotAcceptable] == errors.Status("INVALID_ARGUMENT", 406)
+    assert errors.TABLE[MethodNotAllowed] == errors.Status("INVALID_ARGUMENT", 405)
+    assert BodyTooLarge not in errors.TABLE and errors.status_for(BodyTooLarge("x")).http_status == 413
 
 
 def test_unknown_exceptions_are_a_generic_500(caplog: pytest.LogCaptureFixture) -> None:

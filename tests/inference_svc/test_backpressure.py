@@ -13,6 +13,8 @@ from grpc import aio
 from inference_svc.server import InferenceServer
 from inference_svc.settings import BatchingSettings
 from tests.inference_svc.support import MODEL, GatedFactory, encode, make_settings, random_image, wait_until
+from tfic.errors import ResourceExhausted
+from tfic.grpc_errors import exception_from_rpc
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 IMAGE = encode(random_image(0))
@@ -49,8 +51,9 @@ async def test_full_queue_gives_resource_exhausted(gated: tuple[InferenceServer,
             await stub.Classify(request(1))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "queue is full" in (info.value.details() or "")
-        trailers = dict(info.value.trailing_metadata() or ())
-        assert trailers.get("tfic-error-reason") == "resource_exhausted"
+        error = exception_from_rpc(info.value)  # from the google.rpc.Status: ErrorInfo and RetryInfo
+        assert (type(error), error.reason, error.retry_after_seconds) == (ResourceExhausted, "resource_exhausted", 1.0)
+        assert error.details == {"model": MODEL}
         assert server.metrics.queue_depth.labels(MODEL)._value.get() == 1
         runtime.gate.set()
         done = await asyncio.gather(running, queued)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.rpc import error_details_pb2
 from grpc import aio
+from grpc_status import rpc_status
 from PIL import Image
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -46,6 +49,19 @@ CASES = {
 }
 
 
+def bad_fields(error: Any) -> list[str]:
+    """The fields of the call's google.rpc.BadRequest, read with grpcio-status alone."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    fields = []
+    for packed in status.details:
+        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
+
+
 @pytest.mark.parametrize("case", list(CASES))
 async def test_bad_image_is_invalid_argument_and_the_server_keeps_serving(
     channel: aio.Channel, server: InferenceServer, case: str
@@ -57,11 +73,13 @@ async def test_bad_image_is_invalid_argument_and_the_server_keeps_serving(
         await stub.Classify(classifier_pb2.ClassifyRequest(model=spec, images=[data]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details() or ""
     assert reason in (info.value.details() or "")
-    # In a multi-image request the message names the image.
+    assert bad_fields(info.value) == ["images[0]"]
+    # In a multi-image request the message names the image, and the BadRequest its field.
     with pytest.raises(grpc.RpcError) as info:
         await stub.Classify(classifier_pb2.ClassifyRequest(model=spec, images=[GOOD, data]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (info.value.details() or "").startswith("image 1: ")
+    assert bad_fields(info.value) == ["images[1]"]
     # The same through TensorFlow Serving's API.
     tfs = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()
@@ -83,6 +101,7 @@ async def test_request_shape_errors(channel: aio.Channel) -> None:
         await stub.Classify(classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL)))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no images" in (info.value.details() or "")
+    assert bad_fields(info.value) == ["images"]
     with pytest.raises(grpc.RpcError) as info:
         await stub.Classify(classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name="absent"), images=[GOOD]))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND

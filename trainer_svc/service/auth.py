@@ -10,7 +10,7 @@ import grpc
 from grpc import aio
 
 from tfic.errors import Unauthenticated
-from tfic.grpc_errors import grpc_code
+from tfic.grpc_errors import abort
 from tfic.grpc_typing import ServerInterceptor
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -18,10 +18,8 @@ MESSAGE = "missing or wrong bearer token: send the metadata 'authorization: Bear
 
 
 def _denied(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    code = grpc_code(Unauthenticated(MESSAGE))
-
     async def deny(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(code, MESSAGE)
+        await abort(context, Unauthenticated(MESSAGE))  # the same Status as any other error
 
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from trainer_harness import Running, rpc_error, spec, states_of
 
 from tfic.v1 import trainer_pb2 as pb
@@ -17,12 +19,31 @@ async def test_unknown_hyperparameter_is_invalid_argument_with_a_suggestion(idle
     error = await rpc_error(idle_trainer.create("typo", bad))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown hyperparameter 'learning_rat'; did you mean 'learning_rate'" in (error.details() or "")
+    assert violations(error) == [("hyperparameters.learning_rat", error.details())]
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The BadRequest field violations of a failed call, read with grpcio-status alone (no tfic code)."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found = []
+    for packed in status.details:
+        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            found.extend((v.field, v.description) for v in bad.field_violations)
+        elif packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            packed.Unpack(info)
+            assert (info.reason, info.domain) == ("invalid_hyperparameter", "tfic.dev")
+    return found
 
 
 async def test_typed_hyperparameters_are_validated_like_the_cli(idle_trainer: Running) -> None:
     error = await rpc_error(idle_trainer.create("zero-epochs", spec(epochs=0)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "epochs=0 is out of range" in (error.details() or "")
+    assert [field for field, _ in violations(error)] == ["hyperparameters.epochs"]
 
     twice = spec()
     twice.hyperparameters.extra["epochs"] = "3"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 from trainer_harness import StartTrainer, make_settings, rpc_error, spec
 
 from tfic.errors import FailedPrecondition
@@ -53,6 +55,10 @@ async def test_bearer_token_is_required_except_for_health(start_trainer: StartTr
     wrong = (("authorization", "Bearer nope"),)
     error = await rpc_error(trainer.stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=wrong))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None  # the token check sends the same google.rpc.Status as any error
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "unauthenticated"
     watch = trainer.stub.WatchTrainingJob(pb.WatchTrainingJobRequest(job="x"))
     error = await rpc_error(watch.read())
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
