@@ -41,6 +41,7 @@ from grpc_status import rpc_status
 
 from tfic import errors
 from tfic.errors import INTERNAL, InvalidArgument, TficError, is_public, public_message, status_for
+from tfic.grpc_typing import ServerInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +113,32 @@ def status_proto(exc: BaseException) -> status_pb2.Status:
     return status
 
 
-def _request_id(context: aio.ServicerContext) -> str:
+def _request_id(context: aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_METADATA:
             return str(value)
     return "-"
 
 
-async def abort(context: aio.ServicerContext, exc: BaseException) -> None:
+async def abort(context: aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     """End the call with the status of ``exc`` (for code that answers without raising, e.g. interceptors)."""
     status = rpc_status.to_status(status_proto(exc))
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-async def _abort(context: aio.ServicerContext, method: str, exc: BaseException) -> None:
+async def _abort(context: aio.ServicerContext[Any, Any], method: str, exc: BaseException) -> None:
     if status_for(exc) is INTERNAL or not isinstance(exc, TficError):
         # The caller's request id ties this traceback to the gateway's log line and its 500 response.
         log.exception("internal error in %s (request id %s)", method, _request_id(context), exc_info=exc)
     await abort(context, exc)
 
 
-class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -145,7 +146,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             inner_uu: Any = handler.unary_unary
 
-            async def unary_unary(request: Any, context: aio.ServicerContext) -> Any:
+            async def unary_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
                 try:
                     return await inner_uu(request, context)
                 except (aio.AbortError, grpc.RpcError):
@@ -161,7 +162,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             # Watch): await it rather than iterate it.
             inner_uw: Any = handler.unary_stream
 
-            async def unary_write(request: Any, context: aio.ServicerContext) -> None:
+            async def unary_write(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
                 try:
                     await inner_uw(request, context)
                 except (aio.AbortError, grpc.RpcError, asyncio.CancelledError):
@@ -175,7 +176,7 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
 
-            async def unary_stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 try:
                     async for item in inner_us(request, context):
                         yield item

@@ -68,14 +68,14 @@ def test_every_grpc_code_has_an_http_status(code: grpc.StatusCode) -> None:
 def from_server(exc: BaseException) -> aio.AioRpcError:
     """The error a client gets when a tfic server raised ``exc`` (the interceptor's Status, trailer and all)."""
     status = rpc_status.to_status(status_proto(exc))
-    return aio.AioRpcError(status.code, aio.Metadata(), aio.Metadata(*status.trailing_metadata), status.details)
+    return aio.AioRpcError(status.code, aio.Metadata(), aio.Metadata(*status.trailing_metadata), status.details, "")
 
 
 def error_info_only(code: grpc.StatusCode, message: str, reason: str) -> aio.AioRpcError:
     status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
     rich = rpc_status.to_status(status)
-    return aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), rich.details)
+    return aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), rich.details, "")
 
 
 def test_error_info_refines_the_status_and_keeps_the_message() -> None:
@@ -122,7 +122,7 @@ def test_retry_after_comes_from_retry_info_or_the_setting() -> None:
 
 def test_the_body_carries_the_same_details_as_the_status() -> None:
     raised = errors.InvalidHyperparameter("learning_rate: expected a number", name="learning_rate")
-    body = json.loads(error_response(exception_from_rpc(from_server(raised)), retry_after_seconds=1).body)
+    body = json.loads(bytes(error_response(exception_from_rpc(from_server(raised)), retry_after_seconds=1).body))
     assert body["error"]["details"] == [
         {
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",

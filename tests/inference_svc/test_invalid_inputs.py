@@ -53,7 +53,7 @@ def bad_fields(error: Any) -> list[str]:
     """The fields of the call's google.rpc.BadRequest, read with grpcio-status alone."""
     status = rpc_status.from_call(error)
     assert status is not None
-    fields = []
+    fields: list[str] = []
     for packed in status.details:
         if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -17,6 +17,8 @@ from grpc_status import rpc_status
 from tfic import errors
 from tfic.grpc_errors import ERROR_DOMAIN, ErrorInterceptor, UpstreamError, exception_from_rpc
 
+rpc_status_aio = rpc_status.aio  # type: ignore[attr-defined]  # grpc_status-stubs predate rpc_status.aio
+
 RAISED: dict[bytes, Exception] = {
     b"too_large": errors.ImageTooLarge("image is 9 bytes; the limit is 1 bytes", field="images[0]", model="m"),
     b"full": errors.ResourceExhausted(
@@ -31,7 +33,7 @@ RAISED: dict[bytes, Exception] = {
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
     srv = aio.server(interceptors=[ErrorInterceptor()])
-    servicer = health.aio.HealthServicer()
+    servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc_health-stubs predate health.aio
     await servicer.set("ok", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, srv)
 
@@ -62,7 +64,7 @@ async def server() -> AsyncIterator[str]:
 async def fail(server: str, request: bytes) -> aio.AioRpcError:
     async with aio.insecure_channel(server) as channel:
         with pytest.raises(aio.AioRpcError) as info:
-            await channel.unary_unary("/test.Boom/Unary")(request)
+            await channel.unary_unary("/test.Boom/Unary", None, None)(request)
     return info.value
 
 
@@ -81,24 +83,30 @@ def details_of(status: status_pb2.Status) -> dict[str, object]:
 
 async def test_a_plain_grpc_client_reads_the_standard_details(server: str) -> None:
     async with aio.insecure_channel(server) as channel:
-        call = channel.unary_unary("/test.Boom/Unary")(b"too_large")
+        call = channel.unary_unary("/test.Boom/Unary", None, None)(b"too_large")
         with pytest.raises(aio.AioRpcError) as info:
             await call
-        status = await rpc_status.aio.from_call(call)
+        status = await rpc_status_aio.from_call(call)
     exc = info.value
     assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert exc.details() == "image is 9 bytes; the limit is 1 bytes"
     assert status is not None and status.code == code_pb2.INVALID_ARGUMENT
     found = details_of(status)
-    info = found["ErrorInfo"]
-    assert isinstance(info, error_details_pb2.ErrorInfo)
-    assert (info.reason, info.domain, dict(info.metadata)) == ("image_too_large", ERROR_DOMAIN, {"model": "m"})
+    error_info = found["ErrorInfo"]
+    assert isinstance(error_info, error_details_pb2.ErrorInfo)
+    assert (error_info.reason, error_info.domain, dict(error_info.metadata)) == (
+        "image_too_large",
+        ERROR_DOMAIN,
+        {"model": "m"},
+    )
     bad = found["BadRequest"]
     assert isinstance(bad, error_details_pb2.BadRequest)
     assert [(v.field, v.description) for v in bad.field_violations] == [("images[0]", exc.details())]
     assert "RetryInfo" not in found
     # The home-made trailers are gone: the Status is the only carrier.
-    assert {key for key, _ in exc.trailing_metadata() or ()} == {"grpc-status-details-bin"}
+    # grpc-stubs type AioRpcError's trailers as grpc's tuple of _Metadatum; at run time they are (key, value) pairs.
+    trailers: Any = exc.trailing_metadata()
+    assert {key for key, _ in trailers or ()} == {"grpc-status-details-bin"}
 
 
 async def test_retry_info_and_field_violations(server: str) -> None:
@@ -147,7 +155,7 @@ async def test_the_client_rebuilds_the_same_exception(server: str) -> None:
 
 async def test_streams_end_with_the_same_status(server: str) -> None:
     async with aio.insecure_channel(server) as channel:
-        call = channel.unary_stream("/test.Boom/Stream")(b"")
+        call = channel.unary_stream("/test.Boom/Stream", None, None)(b"")
         assert await call.read() == b"first"
         with pytest.raises(aio.AioRpcError) as info:
             await call.read()
@@ -155,11 +163,19 @@ async def test_streams_end_with_the_same_status(server: str) -> None:
     assert type(exception_from_rpc(info.value)) is errors.ImageTooLarge
 
 
+def rpc_error(rich: Any) -> aio.AioRpcError:
+    """The error a client would see for ``rich`` (a grpc_status.rpc_status.to_status result)."""
+    trailing = aio.Metadata(*rich.trailing_metadata)
+    return aio.AioRpcError(rich.code, aio.Metadata(), trailing, details=rich.details, debug_error_string="")
+
+
 def test_a_reason_this_process_has_no_class_for_is_kept() -> None:
     status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message="no weights")
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason="out_of_teabags", domain=ERROR_DOMAIN))
     rich = rpc_status.to_status(status)
-    exc = aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), details=rich.details)
+    exc = aio.AioRpcError(
+        rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), details=rich.details, debug_error_string=""
+    )
     error = exception_from_rpc(exc)
     assert (type(error), error.reason, error.message) == (
         errors.FailedPrecondition,
@@ -170,7 +186,9 @@ def test_a_reason_this_process_has_no_class_for_is_kept() -> None:
     status.details[0].Pack(error_details_pb2.ErrorInfo(reason="model_not_found", domain="example.com"))
     status.code, status.message = code_pb2.NOT_FOUND, "x"
     rich = rpc_status.to_status(status)
-    exc = aio.AioRpcError(rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), details=rich.details)
+    exc = aio.AioRpcError(
+        rich.code, aio.Metadata(), aio.Metadata(*rich.trailing_metadata), details=rich.details, debug_error_string=""
+    )
     assert type(exception_from_rpc(exc)) is errors.NotFound
 
 
@@ -186,7 +204,7 @@ async def test_internal_errors_are_logged_with_the_callers_request_id(
     server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with aio.insecure_channel(server) as channel:
-        unary = channel.unary_unary("/test.Boom/Unary")
+        unary = channel.unary_unary("/test.Boom/Unary", None, None)
         with caplog.at_level(logging.ERROR, logger="tfic.grpc_errors"), pytest.raises(aio.AioRpcError):
             await unary(b"bug", metadata=(("x-request-id", "req-42"),))
     (record,) = [r for r in caplog.records if r.name == "tfic.grpc_errors"]

@@ -26,7 +26,7 @@ def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
     """The BadRequest field violations of a failed call, read with grpcio-status alone (no tfic code)."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     assert status is not None
-    found = []
+    found: list[tuple[str, str]] = []
     for packed in status.details:
         if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -55,7 +55,7 @@ async def test_bearer_token_is_required_except_for_health(start_trainer: StartTr
     wrong = (("authorization", "Bearer nope"),)
     error = await rpc_error(trainer.stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=wrong))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None  # the token check sends the same google.rpc.Status as any error
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info) and info.reason == "unauthenticated"
