@@ -214,38 +214,63 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
-    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs; say why.
+    """Stop when the validation metric has not improved for ``patience`` epochs; say why.
 
+    The TF algorithm's rule (``tolerance`` None): validation loss must fall by more than ``min_delta``.
+    The MXNet algorithm's (``early_stopping_tolerance``): validation accuracy must rise, relative to the
+    best so far, by more than ``tolerance`` (``(accuracy - best) / best > tolerance``).
     Epochs count from the start of the phase; none stops before ``min_epochs``. Unlike Keras's
     EarlyStopping this restores nothing: which weights are published is ``export_epoch``'s choice.
     """
 
-    def __init__(self, sink: EventSink, patience: int, min_delta: float, min_epochs: int, first_epoch: int) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        patience: int,
+        min_delta: float,
+        min_epochs: int,
+        first_epoch: int,
+        tolerance: float | None = None,
+    ) -> None:
         super().__init__()
         self.sink = sink
         self.patience = patience
         self.min_delta = min_delta
         self.min_epochs = min_epochs
         self.first_epoch = first_epoch
-        self.best_loss = float("inf")
+        self.tolerance = tolerance
+        self.best: float | None = None
         self.best_epoch = 0
         self.wait = 0
         self.stopped_epoch: int | None = None
 
+    def _improves(self, logs: dict[str, Any]) -> tuple[bool, float]:
+        if self.tolerance is None:
+            loss = float(logs.get("val_loss", float("inf")))
+            return self.best is None or loss < self.best - self.min_delta, loss
+        accuracy = float(logs.get("val_accuracy", 0.0))
+        if self.best is None:
+            return True, accuracy
+        if self.best <= 0.0:
+            return accuracy > 0.0, accuracy
+        return (accuracy - self.best) / self.best > self.tolerance, accuracy
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if interrupted(self.model):
             return
-        loss = float((logs or {}).get("val_loss", float("inf")))
-        if loss < self.best_loss - self.min_delta:
-            self.best_loss, self.best_epoch, self.wait = loss, epoch + 1, 0
+        better, value = self._improves(logs or {})
+        if better:
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
             return
         self.wait += 1
         if self.wait >= self.patience and epoch + 1 - self.first_epoch >= self.min_epochs:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
-            reason = (
-                f"validation loss has not improved by more than {self.min_delta:g} for {self.patience} epochs "
-                f"(best {self.best_loss:.4f} at epoch {self.best_epoch})"
-            )
+            if self.tolerance is None:
+                rule = f"validation loss has not improved by more than {self.min_delta:g}"
+            else:
+                rule = f"validation accuracy has not improved by more than {self.tolerance:g} of the best (relative)"
+            best = float("nan") if self.best is None else self.best
+            reason = f"{rule} for {self.patience} epochs (best {best:.4f} at epoch {self.best_epoch})"
             log.info("early stopping after epoch %d: %s", epoch + 1, reason)
             self.sink({"type": "early_stopping", "epoch": epoch + 1, "best_epoch": self.best_epoch, "reason": reason})

@@ -151,7 +151,12 @@ class PhaseRunner:
             callbacks.append(self.best)
         if phase.early_stopping:
             self.early_stop = cb.EarlyStop(
-                self.sink, hp.early_stopping_patience, hp.early_stopping_min_delta, hp.early_stopping_min_epochs, first
+                self.sink,
+                hp.early_stopping_patience,
+                hp.early_stopping_min_delta,
+                hp.early_stopping_min_epochs,
+                first,
+                tolerance=hp.early_stopping_tolerance,
             )
             callbacks.append(self.early_stop)
         callbacks.extend(self.shared_callbacks)

@@ -8,7 +8,7 @@ ops (see :mod:`trainer_svc.training.graph_preprocess`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ import tf_keras as keras
 from tfic import imaging
 from trainer_svc.data.source import DataSource
 from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.mxnet_augment import MXNetAugmenter
 from trainer_svc.training.recipe import NONE as NO_AUGMENTATION
 from trainer_svc.training.recipe import Augmentation
 
@@ -50,26 +51,31 @@ def _encoded(source: DataSource) -> tf.data.Dataset:
     ).apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 
-def _augmenter(aug: Augmentation, seed: int, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+def _augmenter(
+    aug: Augmentation, seed: int, image_shape: tuple[int, int, int]
+) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """MXNet's augmenter (``augmentation_type``, ``max_random_*``), then the TF algorithm's Keras layers."""
     if not aug.changes_pixels:
         return None
     height, width, _ = image_shape
+    mxnet = MXNetAugmenter(aug.mxnet, (height, width), seed) if aug.mxnet.changes_pixels else None
     steps: list[keras.layers.Layer] = []
-    if aug.mxnet_type in ("crop", "crop_color", "crop_color_transform"):
-        # MXNet's random crop: zoom in by up to ~12% and crop back to size.
-        steps.append(keras.layers.RandomZoom((-0.12, 0.0), seed=seed, fill_mode="reflect"))
-    if aug.mxnet_type in ("crop_color", "crop_color_transform"):
-        steps.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed))
-        steps.append(keras.layers.RandomContrast(0.2, seed=seed))
-    if aug.mxnet_type == "crop_color_transform":
-        steps.append(keras.layers.RandomRotation(10 / 360, seed=seed, fill_mode="reflect"))
     if aug.flip != "none":
         steps.append(keras.layers.RandomFlip(aug.flip, seed=seed))
     if aug.rotation > 0:
         steps.append(keras.layers.RandomRotation(aug.rotation, seed=seed, fill_mode="reflect"))
     if aug.zoom > 0:
         steps.append(keras.layers.RandomZoom(aug.zoom, seed=seed, fill_mode="reflect"))
-    return keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation")
+    layers = keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation") if steps else None
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        if mxnet is not None:
+            images = mxnet(images)
+        if layers is not None:
+            images = layers(images, training=True)
+        return tf.clip_by_value(images, 0.0, 255.0)
+
+    return augment
 
 
 def decode_definition(data: tf.Tensor, size: tuple[int, int], interpolation: str) -> tf.Tensor:
@@ -127,9 +133,7 @@ def make_dataset(
     ds = ds.batch(batch_size, drop_remainder=False).map(to_float, num_parallel_calls=AUTOTUNE)
     augment = _augmenter(augmentation, hp.seed, spec.image_shape) if training else None
     if augment is not None:
-        ds = ds.map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y), num_parallel_calls=AUTOTUNE
-        )
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.experimental_deterministic = not training or augment is None
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

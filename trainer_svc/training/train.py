@@ -83,6 +83,8 @@ def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tu
     train = scan(
         load_source(request.train.uri, request.train.format, request.train.image_root), workers=request.scan_workers
     )
+    # SageMaker's num_training_samples is the training channel's size, before tfic holds any of it out.
+    channel_images = len(train.samples)
     if request.validation is not None:
         v = request.validation
         validation = scan(load_source(v.uri, v.format, v.image_root), workers=request.scan_workers)
@@ -99,9 +101,16 @@ def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tu
         )
     if hp.num_classes and hp.num_classes != train.num_classes:
         raise InvalidHyperparameter(f"num_classes={hp.num_classes} but the data has {train.num_classes} classes")
-    if hp.num_training_samples and hp.num_training_samples != len(train.samples):
+    if hp.num_training_samples and hp.num_training_samples != channel_images:
+        held_out = (
+            f" ({len(train.samples)} train on after validation_split_ratio holds out {len(validation.samples)})"
+            if request.validation is None
+            else ""
+        )
         raise InvalidHyperparameter(
-            f"num_training_samples={hp.num_training_samples} but the training data has {len(train.samples)} images"
+            f"num_training_samples={hp.num_training_samples} but the training channel has {channel_images} "
+            f"decodable images{held_out}",
+            name="num_training_samples",
         )
     skipped = [{"key": s.key, "reason": s.reason} for s in (*train.skipped, *validation.skipped)]
     for s in skipped:
