@@ -158,7 +158,7 @@ def _print_sink(event: dict[str, Any]) -> None:
     from trainer_svc.training.events import describe
 
     kind = event.get("type")
-    if kind in ("data", "recipe", "features", "base", "epoch", "early_stopping"):
+    if kind in ("data", "recipe", "features", "base", "epoch", "early_stopping", "report"):
         print(describe(event), file=sys.stderr)
     if kind == "data":
         for s in event["skipped"]:
@@ -185,13 +185,17 @@ def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -
 
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer_svc.data.loader import load_source, scan
-    from trainer_svc.training.evaluate import evaluate, format_report, save_confusion_png
+    from trainer_svc.training.evaluate import MultiLabelEvaluation, evaluate_model, format_report, save_confusion_png
 
     if args.top_k < 1:
         raise InvalidArgument("--top-k must be at least 1")
-    # Evaluation data may hold only some of the classes; labels are matched by name.
-    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False))
-    result = evaluate(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
+    # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
+    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"))
+    result = evaluate_model(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    if isinstance(result, MultiLabelEvaluation):  # no confusion matrix: labels are not exclusive
+        print(json.dumps(result.to_dict()) if args.json else format_report(result))
+        return 0
     png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
     if args.json:
         print(json.dumps({**result.to_dict(), "top_k_accuracy": result.top_k_accuracy, "confusion_png": str(png)}))

@@ -73,8 +73,12 @@ def load_source(
     *,
     class_names: Sequence[str] | None = None,
     check_classes: bool = True,
+    label_format: str = "class-id",
 ) -> DataSource:
     """Parse and validate a dataset. ``check_classes=False`` allows missing classes (validation/test lists).
+
+    ``label_format`` is how ``.lst`` label columns and RecordIO labels read (class ids, a multi-hot vector or
+    ``auto``: :mod:`trainer_svc.data.labels`); TFRecord labels are class ids, class folders one class each.
 
     When the format is inferred, a folder without sub-folders that holds dataset files of one kind
     (a SageMaker channel with one ``train.rec``, say) is read as that file or, for TFRecords, as all
@@ -102,11 +106,13 @@ def load_source(
     if fmt == "lst":
         from trainer_svc.data.lst import read_lst
 
-        return read_lst(uri, image_root, class_names=class_names, check_classes=check_classes)
+        return read_lst(
+            uri, image_root, class_names=class_names, check_classes=check_classes, label_format=label_format
+        )
     if fmt == "rec":
         from trainer_svc.data.recordio import read_rec
 
-        return read_rec(uri, class_names=class_names, check_classes=check_classes)
+        return read_rec(uri, class_names=class_names, check_classes=check_classes, label_format=label_format)
     from trainer_svc.data.tfrecord import read_tfrecord
 
     return read_tfrecord(uri, class_names=class_names, check_classes=check_classes)

@@ -153,14 +153,14 @@ class Candidate:
     epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def score(self) -> tuple[float, float]:
-        # Accuracy is what users and SageMaker's tuning objective judge; the loss breaks ties.
-        return (self.metrics.get("val_accuracy", 0.0), -self.metrics.get("val_loss", float("inf")))
+    def score(self, monitor: str = "val_accuracy") -> tuple[float, float]:
+        # Accuracy (or binary_mode's eval_metric) is what users and SageMaker's tuning objective judge; the loss
+        # breaks ties.
+        return (self.metrics.get(monitor, 0.0), -self.metrics.get("val_loss", float("inf")))
 
 
 class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
-    """Keep the weights of the best epoch so far (highest validation accuracy, then lowest loss).
+    """Keep the weights of the best epoch so far (highest validation accuracy, or ``monitor``, then lowest loss).
 
     The weights are those of ``model`` (the whole classifier), whichever model is being fitted (the
     head alone on cached features shares its layers). With ``state_dir`` the best weights (plain
@@ -170,8 +170,16 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
     same weights when they export together.
     """
 
-    def __init__(self, model: keras.Model, state_dir: Path | None, writer: bool = True, resumed: bool = False) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        state_dir: Path | None,
+        writer: bool = True,
+        resumed: bool = False,
+        monitor: str = "val_accuracy",
+    ) -> None:
         super().__init__()
+        self.monitor = monitor
         self.classifier = model
         self.state_dir = state_dir
         self.writer = writer
@@ -181,7 +189,7 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             self.best = Candidate(**json.loads((state_dir / "best.json").read_text()))
 
     def offer(self, candidate: Candidate) -> bool:
-        if self.best is not None and candidate.score <= self.best.score:
+        if self.best is not None and candidate.score(self.monitor) <= self.best.score(self.monitor):
             return False
         self.best = candidate
         self._weights = [np.copy(w) for w in self.classifier.get_weights()]

@@ -252,7 +252,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("top_k", "int", 5, "k of the top-k accuracy metric", 1, 1000),
     Spec("lr_scheduler_step", "int_list", (), "epochs at which the learning rate is multiplied by the factor"),
     Spec("lr_scheduler_factor", "float", 0.1, "learning-rate decay factor", 0, 1, low_open=True),
-    Spec("use_weighted_loss", "bool", False, "weight classes by inverse frequency (imbalanced data)"),
+    Spec(
+        "use_weighted_loss",
+        "bool",
+        False,
+        "multi_label (MXNet): each label's positives weighted by its negatives/positives ratio in the training data; "
+        "otherwise (tfic) classes weighted by inverse frequency",
+    ),
     Spec("checkpoint_frequency", "int", 1, "epochs between checkpoints (0: none; --resume needs them)", 0, 100_000),
     Spec("precision_dtype", "choice", "float32", "compute precision", choices=("float32", "float16", "bfloat16")),
     Spec(
@@ -385,11 +391,48 @@ SPECS: tuple[Spec, ...] = (
     Spec("use_pretrained_model", "bool", False, "MXNet's transfer-learning switch (= --base-model efficientnet_lite0)"),
     Spec("num_classes", "int", 0, "checked against the data when given", 0, 1_000_000),
     Spec("num_training_samples", "int", 0, "checked against the data when given", 0, 10**10),
-    Spec("multi_label", "bool", False, "multi-label training", rejected="multi-label training is not supported yet"),
     Spec(
-        "binary_mode", "bool", False, "one sigmoid output", rejected="binary_mode is not supported yet; use 2 classes"
+        "multi_label",
+        "bool",
+        False,
+        "MXNet's multi-label training: several labels per image (.lst label columns, RecordIO labels), one "
+        "sigmoid per class, every label over prediction_threshold predicted",
     ),
-    Spec("eval_metric", "choice", "accuracy", "tuning metric", choices=("accuracy",)),
+    Spec(
+        "label_format",
+        "choice",
+        "auto",
+        "multi_label: .lst/RecordIO labels are class ids ([0, 2]) or a multi-hot vector ([1, 0, 1]); auto: "
+        "multi-hot when every row has one 0/1 value per class (SageMaker's label-format content-type parameter)",
+        choices=("auto", "multi-hot", "class-id"),
+        aliases=("label-format",),
+    ),
+    Spec(
+        "prediction_threshold",
+        "float",
+        0.5,
+        "multi_label and binary_mode: a class is predicted when its probability is at least this (kept in the "
+        "model's metadata)",
+        0,
+        1,
+        low_open=True,
+        high_open=True,
+    ),
+    Spec(
+        "binary_mode",
+        "bool",
+        False,
+        "the TF algorithm's binary mode: 2 classes, one sigmoid output, the probability of the second (positive) "
+        "class; its label is predicted at or over prediction_threshold",
+    ),
+    Spec(
+        "eval_metric",
+        "choice",
+        "accuracy",
+        "the validation metric the best epoch is chosen by (binary_mode: also precision, recall, auc (ROC), "
+        "prc (precision-recall AUC), as the TF algorithm defines them)",
+        choices=("accuracy", "precision", "recall", "auc", "prc"),
+    ),
     Spec(
         "resize",
         "int",
@@ -466,10 +509,19 @@ class Hyperparameters:
     num_classes: int = 0
     num_training_samples: int = 0
     multi_label: bool = False
+    label_format: str = "auto"
+    prediction_threshold: float = 0.5
     binary_mode: bool = False
     eval_metric: str = "accuracy"
     resize: int = 0
     kv_store: str = ""
+
+    @property
+    def output(self) -> str:
+        """The model's output kind (:data:`tfic.modeldir.OUTPUTS`)."""
+        if self.binary_mode:
+            return "binary"
+        return "multi_label" if self.multi_label else "multi_class"
 
     @property
     def canonical_optimizer(self) -> str:
@@ -551,6 +603,18 @@ def check_scheduler_steps(hp: Hyperparameters, epochs: int) -> None:
 
 
 def _check_consistency(hp: Hyperparameters) -> None:
+    if hp.eval_metric != "accuracy" and not hp.binary_mode:
+        raise InvalidHyperparameter(
+            f"eval_metric={hp.eval_metric} needs binary_mode=true (as in SageMaker's TF algorithm)", name="eval_metric"
+        )
+    if hp.binary_mode and hp.multi_label:
+        raise InvalidHyperparameter(
+            "binary_mode and multi_label are two different outputs: choose one", name="binary_mode"
+        )
+    if hp.label_format != "auto" and not hp.multi_label:
+        raise InvalidHyperparameter(
+            f"label_format={hp.label_format} applies to multi-label training: set multi_label=1", name="label_format"
+        )
     low, high = hp.min_random_scale or 1.0, hp.max_random_scale or 1.0
     if low > high:
         raise InvalidHyperparameter(

@@ -32,22 +32,41 @@ class InputSpec:
     image_shape: tuple[int, int, int]
     interpolation: str
     num_classes: int
+    # multi_class: one-hot targets [C]; multi_label: multi-hot [C]; binary: [1], 1.0 for class index 1.
+    output: str = "multi_class"
 
 
-def _encoded(source: DataSource) -> tf.data.Dataset:
-    labels = np.asarray([s.label for s in source.samples], dtype=np.int32)
+def label_array(source: DataSource, output: str, num_classes: int) -> np.ndarray:
+    """Each sample's target before batching: int32 class indices [N] (one-hot later), or float32 [N, C] / [N, 1]."""
+    if output == "multi_class":
+        return np.asarray([s.label for s in source.samples], dtype=np.int32)
+    if output == "binary":
+        return np.asarray([[float(s.label)] for s in source.samples], dtype=np.float32).reshape(-1, 1)
+    hot = np.zeros((len(source.samples), num_classes), dtype=np.float32)
+    for i, sample in enumerate(source.samples):
+        hot[i, list(sample.labels)] = 1.0
+    return hot
+
+
+def targets(labels: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """A batch of :func:`label_array` rows as the loss expects them."""
+    return tf.one_hot(labels, spec.num_classes) if spec.output == "multi_class" else labels
+
+
+def _encoded(source: DataSource, spec: InputSpec) -> tf.data.Dataset:
+    labels = label_array(source, spec.output, spec.num_classes)
     if source.file_backed:
         paths = [s.path for s in source.samples]
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         return ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE)
 
-    def generate() -> Iterator[tuple[bytes, int]]:
-        for sample in source.samples:
-            yield source.read(sample), sample.label
+    def generate() -> Iterator[tuple[bytes, np.ndarray]]:
+        for sample, label in zip(source.samples, labels, strict=True):
+            yield source.read(sample), label
 
     return tf.data.Dataset.from_generator(
         generate,
-        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)),
+        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec(labels.shape[1:], tf.as_dtype(labels.dtype))),
     ).apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 
@@ -102,7 +121,7 @@ def make_dataset(
     repeat: bool = False,
     augmentation: Augmentation = NO_AUGMENTATION,
 ) -> tf.data.Dataset:
-    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 [B, C] one-hot labels).
+    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 targets: [B, C] one-/multi-hot or [B, 1]).
 
     ``training`` shuffles (seeded, reshuffled every epoch) and applies ``augmentation``; otherwise the
     order is the source's and the pixels are the definition's own.
@@ -111,7 +130,7 @@ def make_dataset(
     n = len(source.samples)
     decoded_bytes = n * height * width * 3
     cache = decoded_bytes <= cache_bytes
-    ds = _encoded(source)
+    ds = _encoded(source, spec)
     if training and not cache:
         ds = ds.shuffle(min(n, 50_000), seed=hp.seed, reshuffle_each_iteration=True)
 
@@ -125,10 +144,9 @@ def make_dataset(
             ds = ds.shuffle(n, seed=hp.seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    num_classes = spec.num_classes
 
     def to_float(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
+        return tf.cast(image, tf.float32), targets(label, spec)
 
     ds = ds.batch(batch_size, drop_remainder=False).map(to_float, num_parallel_calls=AUTOTUNE)
     augment = _augmenter(augmentation, hp.seed, spec.image_shape) if training else None

@@ -56,7 +56,7 @@ def test_unknown_name_suggests_the_closest() -> None:
         ({"lr_scheduler_step": "5,3"}, r"expected increasing positive epoch numbers"),
         ({"lr_scheduler_step": "10", "epochs": "3"}, r"steps beyond epochs=3"),
         ({"momentum": "nan"}, r"momentum: expected a finite number"),
-        ({"multi_label": "1"}, r"multi-label training is not supported yet"),
+        ({"label_format": "multi-hot"}, r"label_format=multi-hot applies to multi-label training: set multi_label=1"),
         ({"kv_store": "dist_sync"}, r"use --strategy multi-worker"),
         ({"epsilon": "1e-8", "eps": "1e-7"}, r"epsilon is given twice"),
     ],
