@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Channel:
     uri: str
-    format: str | None = None  # folder, lst, recordio, tfrecord; None infers from the path
+    format: str | None = None  # folder, lst, recordio, tfrecord, manifest; None infers from the path
     image_root: str | None = None
+    attribute_names: tuple[str, ...] | None = None  # an augmented manifest's (SageMaker's AttributeNames)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,13 @@ def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tu
     label_format = hp.label_format if hp.multi_label else "class-id"
 
     def load(channel: Channel) -> DataSource:
-        source = load_source(channel.uri, channel.format, channel.image_root, label_format=label_format)
+        source = load_source(
+            channel.uri,
+            channel.format,
+            channel.image_root,
+            label_format=label_format,
+            attribute_names=channel.attribute_names,
+        )
         return scan(source, workers=request.scan_workers)
 
     train = load(request.train)
