@@ -89,6 +89,12 @@ class Preprocessing:
     definition: int = PREPROCESSING_DEFINITION
 
 
+# What a model's ``probabilities`` are. multi_class: a softmax over the labels (one predicted label);
+# multi_label: one sigmoid per label, every label at or over ``threshold`` predicted; binary: one sigmoid,
+# the probability of labels[1] (labels[0] when below ``threshold``). Metadata without it: multi_class.
+OUTPUTS = ("multi_class", "multi_label", "binary")
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     labels: tuple[str, ...]
@@ -103,10 +109,16 @@ class ModelMetadata:
     created: str = ""
     tfic_version: str = ""
     format_version: int = FORMAT_VERSION
+    output: str = "multi_class"  # one of OUTPUTS
+    threshold: float = 0.5  # multi_label and binary: the probability at which a label is predicted
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.output == "multi_label"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -135,7 +147,15 @@ class ModelMetadata:
             created=str(data.get("created", "")),
             tfic_version=str(data.get("tfic_version", "")),
             format_version=int(data.get("format_version", FORMAT_VERSION)),
+            output=_output(data.get("output", "multi_class")),
+            threshold=float(data.get("threshold", 0.5)),
         )
+
+
+def _output(value: Any) -> str:
+    if value not in OUTPUTS:
+        raise InvalidArgument(f"model metadata: unknown output kind {value!r} (known: {', '.join(OUTPUTS)})")
+    return str(value)
 
 
 def validate_model_name(name: str) -> str:

@@ -32,6 +32,7 @@ STATE_OF = {v: k for k, v in STATE_NAMES.items()}
 TERMINAL = (pb.JOB_STATE_COMPLETED, pb.JOB_STATE_FAILED, pb.JOB_STATE_STOPPED)
 FORMATS = {"folder": pb.DATA_FORMAT_FOLDER, "lst": pb.DATA_FORMAT_LST, "recordio": pb.DATA_FORMAT_RECORDIO}
 FORMATS["tfrecord"] = pb.DATA_FORMAT_TFRECORD
+FORMATS["manifest"] = pb.DATA_FORMAT_MANIFEST
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None
     p.add_argument("--format", choices=sorted(FORMATS), help="data format (default: inferred from the path)")
     p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
+    p.add_argument(
+        "--attribute-names",
+        help="an augmented manifest's image and label attributes, SageMaker's AttributeNames (e.g. source-ref,class)",
+    )
     p.add_argument("--model-name", required=True, help="model name the new version is published under")
     p.add_argument("--name", help="job name (default: MODEL_NAME-<date>-<time>)")
     p.add_argument("--base-model", help="backbone name, or the path of a tfic model version (incremental training)")
@@ -160,9 +165,11 @@ def _submit(args: argparse.Namespace) -> int:
         channels.append(
             pb.InputChannel(name="validation", uri=args.validation, image_root=args.validation_image_root or "")
         )
-    if args.format:
-        for channel in channels:
+    for channel in channels:
+        if args.format:
             channel.format = FORMATS[args.format]
+        if args.attribute_names:
+            channel.attribute_names.extend(n.strip() for n in args.attribute_names.split(",") if n.strip())
     spec = pb.TrainingJobSpec(
         channels=channels,
         hyperparameters=pb.Hyperparameters(extra={k: _text(v) for k, v in values.items()}),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from tfic.errors import InvalidArgument
 from tfic_cli.extras import missing_extra
 
-FORMATS = ("folder", "lst", "recordio", "tfrecord")
+FORMATS = ("folder", "lst", "recordio", "tfrecord", "manifest")
 
 
 def configure_backbones(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -67,6 +68,11 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
     p.add_argument("--format", choices=FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
+    p.add_argument(
+        "--attribute-names",
+        help="an augmented manifest's image and label attributes, SageMaker's AttributeNames "
+        "(default: source-ref and the one other attribute)",
+    )
     p.add_argument("--model-base-path", required=True, type=Path, help="model repository root")
     p.add_argument("--model-name", required=True, help="model name (a folder under the base path)")
     p.add_argument("--base-model", help="backbone name (transfer learning) or a tfic model version (incremental)")
@@ -81,6 +87,7 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
     p.add_argument("--metrics-log", type=Path, help="append one JSON object per event/epoch to this file")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// data (MinIO, Ceph, moto)")
     add_hyperparameter_flags(p)
     p.set_defaults(handler=_train)
 
@@ -127,14 +134,27 @@ def hyperparameter_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from trainer_svc.data.manifest import parse_attribute_names
+    from trainer_svc.service.s3 import S3Options, fetch
     from trainer_svc.training import hyperparameters
     from trainer_svc.training.events import JsonLinesSink, fan_out, null_sink
     from trainer_svc.training.train import Channel, TrainRequest, run
 
     hp = hyperparameters.parse(hyperparameter_values(args))
+    names = parse_attribute_names(args.attribute_names)
+    # s3:// data is copied next to the work directory first (the readers read local files), as the Trainer
+    # service's workers copy it into a job's cache; the copy goes when the run ends.
+    cache = args.model_base_path / ".work" / f"{args.model_name}.s3"
+    options = S3Options(args.s3_endpoint_url)
+    train, image_root = fetch(args.data, args.image_root, args.format, names, cache / "train", options)
+    validation, validation_root = (
+        fetch(args.validation, args.validation_image_root, args.format, names, cache / "validation", options)
+        if args.validation
+        else (None, None)
+    )
     request = TrainRequest(
-        train=Channel(args.data, args.format, args.image_root),
-        validation=Channel(args.validation, args.format, args.validation_image_root) if args.validation else None,
+        train=Channel(train, args.format, image_root, names),
+        validation=Channel(validation, args.format, validation_root, names) if validation else None,
         model_base_path=args.model_base_path,
         model_name=args.model_name,
         hyperparameters=hp,
@@ -148,7 +168,10 @@ def _train(args: argparse.Namespace) -> int:
     sinks = [_print_sink] if not args.json else [JsonLinesSink(stream=sys.stdout)]
     if args.metrics_log:
         sinks.append(JsonLinesSink(args.metrics_log))
-    result = run(request, fan_out(*sinks) if sinks else null_sink)
+    try:
+        result = run(request, fan_out(*sinks) if sinks else null_sink)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if result.path is not None and not args.json:
         print(f"wrote {args.model_name} version {result.version} to {result.path}")
     return 0
@@ -158,7 +181,7 @@ def _print_sink(event: dict[str, Any]) -> None:
     from trainer_svc.training.events import describe
 
     kind = event.get("type")
-    if kind in ("data", "recipe", "features", "base", "epoch", "early_stopping"):
+    if kind in ("data", "recipe", "features", "base", "epoch", "early_stopping", "report"):
         print(describe(event), file=sys.stderr)
     if kind == "data":
         for s in event["skipped"]:
@@ -185,13 +208,17 @@ def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -
 
 def _evaluate(args: argparse.Namespace) -> int:
     from trainer_svc.data.loader import load_source, scan
-    from trainer_svc.training.evaluate import evaluate, format_report, save_confusion_png
+    from trainer_svc.training.evaluate import MultiLabelEvaluation, evaluate_model, format_report, save_confusion_png
 
     if args.top_k < 1:
         raise InvalidArgument("--top-k must be at least 1")
-    # Evaluation data may hold only some of the classes; labels are matched by name.
-    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False))
-    result = evaluate(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
+    # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
+    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"))
+    result = evaluate_model(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    if isinstance(result, MultiLabelEvaluation):  # no confusion matrix: labels are not exclusive
+        print(json.dumps(result.to_dict()) if args.json else format_report(result))
+        return 0
     png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
     if args.json:
         print(json.dumps({**result.to_dict(), "top_k_accuracy": result.top_k_accuracy, "confusion_png": str(png)}))

@@ -196,7 +196,8 @@ def make_rec(
         raise InvalidArgument(
             f"need {lowest_quality} <= quality <= 100 and resize >= 0; got quality {quality}, resize {resize}"
         )
-    rows = parse_lst(lst)
+    # A multi-hot list's rows are packed as the class ids they set (readers take either format).
+    rows = parse_lst(lst, label_format="auto")
     paths = resolve_images(rows, lst, image_root)
     out = _strip(Path(prefix), ".rec") if prefix is not None else lst.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)

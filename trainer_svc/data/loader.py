@@ -14,9 +14,23 @@ from tfic.errors import InvalidArgument, InvalidDataset, NotFound, TficError
 from tfic.imaging import check_decodable
 from trainer_svc.data.source import DataSource, Sample, SkippedSample
 
-FORMATS = ("folders", "lst", "rec", "tfrecord")
-_ALIASES = {"folder": "folders", "dir": "folders", "recordio": "rec", "tfrecords": "tfrecord"}
-_SUFFIXES = {".lst": "lst", ".rec": "rec", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord", ".record": "tfrecord"}
+FORMATS = ("folders", "lst", "rec", "tfrecord", "manifest")
+_ALIASES = {
+    "folder": "folders",
+    "dir": "folders",
+    "recordio": "rec",
+    "tfrecords": "tfrecord",
+    "augmented-manifest": "manifest",
+}
+_SUFFIXES = {
+    ".lst": "lst",
+    ".rec": "rec",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".record": "tfrecord",
+    ".manifest": "manifest",
+    ".jsonl": "manifest",
+}
 
 
 def infer_format(uri: str) -> str:
@@ -34,7 +48,7 @@ def infer_format(uri: str) -> str:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise InvalidDataset(
-            f"cannot tell the format of {uri} from its name; use a folder, a .lst, .rec or .tfrecord file, "
+            f"cannot tell the format of {uri} from its name; use a folder, a .lst, .rec, .tfrecord or .manifest file, "
             f"or name the format ({', '.join(FORMATS)})"
         )
     return fmt
@@ -73,8 +87,14 @@ def load_source(
     *,
     class_names: Sequence[str] | None = None,
     check_classes: bool = True,
+    label_format: str = "class-id",
+    attribute_names: Sequence[str] | None = None,
 ) -> DataSource:
     """Parse and validate a dataset. ``check_classes=False`` allows missing classes (validation/test lists).
+
+    ``label_format`` is how ``.lst`` label columns and RecordIO labels read (class ids, a multi-hot vector or
+    ``auto``: :mod:`trainer_svc.data.labels`); TFRecord labels are class ids, class folders one class each.
+    ``attribute_names``: an augmented manifest's image and label attributes (SageMaker's ``AttributeNames``).
 
     When the format is inferred, a folder without sub-folders that holds dataset files of one kind
     (a SageMaker channel with one ``train.rec``, say) is read as that file or, for TFRecords, as all
@@ -93,6 +113,8 @@ def load_source(
         fmt = infer_format(uri)
         if fmt == "folders" and (found := _channel_file(Path(uri))) is not None:
             fmt, uri = found
+    if attribute_names and fmt != "manifest":
+        raise InvalidArgument(f"attribute names apply to augmented manifests, not to {fmt} data")
     if fmt == "folders":
         from trainer_svc.data.folders import read_folders
 
@@ -102,11 +124,23 @@ def load_source(
     if fmt == "lst":
         from trainer_svc.data.lst import read_lst
 
-        return read_lst(uri, image_root, class_names=class_names, check_classes=check_classes)
+        return read_lst(
+            uri, image_root, class_names=class_names, check_classes=check_classes, label_format=label_format
+        )
+    if fmt == "manifest":
+        from trainer_svc.data.manifest import read_manifest
+
+        return read_manifest(
+            uri,
+            attribute_names=attribute_names,
+            class_names=class_names,
+            check_classes=check_classes,
+            label_format=label_format,
+        )
     if fmt == "rec":
         from trainer_svc.data.recordio import read_rec
 
-        return read_rec(uri, class_names=class_names, check_classes=check_classes)
+        return read_rec(uri, class_names=class_names, check_classes=check_classes, label_format=label_format)
     from trainer_svc.data.tfrecord import read_tfrecord
 
     return read_tfrecord(uri, class_names=class_names, check_classes=check_classes)

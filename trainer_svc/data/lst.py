@@ -2,8 +2,9 @@
 
 Columns 2..n-1 are labels. MXNet's im2rec writes them as floats (``1.000000``), so any float with
 an integral value is accepted. Several label columns make a multi-label row: by default they are
-class indices; with ``multi_hot=True`` they are a 0/1 vector with one column per class
-(SageMaker's multi-label layout). Every error names the file and the 1-based line.
+class indices; with ``label_format="multi-hot"`` they are a 0/1 vector with one column per class
+(SageMaker's multi-label default), and ``auto`` tells the two apart (:mod:`trainer_svc.data.labels`).
+Every error names the file and the 1-based line.
 
 Class names come from ``class_names`` if given, else from ``labels.json``/``classes.txt`` next to
 the .lst (see :mod:`trainer_svc.data.classnames`), else class i is named ``"i"``.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tfic.errors import InvalidDataset, NotFound, PermissionDenied
 from trainer_svc.data.classnames import find_class_names, resolve_class_names, validate_class_names
+from trainer_svc.data.labels import class_ids, from_multi_hot, resolve_format
 from trainer_svc.data.source import FileSource, Sample
 
 
@@ -30,21 +32,22 @@ class LstRow:
     line: int = 0  # 1-based line in the file it was read from; 0 when built in code
 
 
-def parse_lst(path: str | os.PathLike[str], num_classes: int | None = None, multi_hot: bool = False) -> list[LstRow]:
+def parse_lst(
+    path: str | os.PathLike[str], num_classes: int | None = None, multi_hot: bool = False, label_format: str = ""
+) -> list[LstRow]:
     """Parse and check the syntax of a .lst file (not the image paths; see :func:`resolve_images`)."""
-    return _parse(Path(path), num_classes, multi_hot)[0]
+    return _parse(Path(path), num_classes, label_format or ("multi-hot" if multi_hot else "class-id"))[0]
 
 
-def _parse(lst: Path, num_classes: int | None, multi_hot: bool) -> tuple[list[LstRow], int | None]:
+def _parse(lst: Path, num_classes: int | None, label_format: str) -> tuple[list[LstRow], int | None]:
     """Rows, and for multi-hot files the number of label columns (= classes)."""
     if not lst.is_file():
         raise NotFound(f"list file {lst} does not exist")
-    rows: list[LstRow] = []
+    raw: list[tuple[int, int, list[int], str]] = []  # line, index, label values, path
     first_line_of: dict[int, int] = {}
-    width: int | None = None
     with lst.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
+        for lineno, line_raw in enumerate(f, start=1):
+            line = line_raw.rstrip("\r\n")
             if not line.strip():
                 continue
             where = f"{lst}, line {lineno}"
@@ -64,30 +67,36 @@ def _parse(lst: Path, num_classes: int | None, multi_hot: bool) -> tuple[list[Ls
                 raise InvalidDataset(f"{where}: duplicate index {index} (first used on line {first_line_of[index]})")
             first_line_of[index] = lineno
             values = [_label(text.strip(), where, col) for col, text in enumerate(cols[1:-1], start=2)]
-            if multi_hot:
-                if num_classes is not None and len(values) != num_classes:
-                    raise InvalidDataset(
-                        f"{where}: {len(values)} multi-hot label columns, but there are {num_classes} classes"
-                    )
-                if width is None:
-                    width = len(values)
-                elif len(values) != width:
-                    raise InvalidDataset(
-                        f"{where}: {len(values)} label columns, but earlier lines have {width} (multi-hot rows need "
-                        "one column per class)"
-                    )
-                labels = _from_multi_hot(values, where)
-            else:
-                labels = tuple(values)
-                if len(set(labels)) != len(labels):
-                    raise InvalidDataset(f"{where}: a label is repeated in {labels}")
-            limit = width if multi_hot else num_classes
-            for label in labels:
-                if limit is not None and label >= limit:
-                    raise InvalidDataset(f"{where}: label {label} is out of range; there are {limit} classes")
-            rows.append(LstRow(index=index, labels=labels, path=cols[-1].strip(), line=lineno))
-    if not rows:
+            raw.append((lineno, index, values, cols[-1].strip()))
+    if not raw:
         raise InvalidDataset(f"{lst} has no entries")
+    multi_hot = resolve_format(label_format, [r[2] for r in raw], num_classes) == "multi-hot"
+    width: int | None = None
+    rows: list[LstRow] = []
+    for lineno, index, values, path in raw:
+        where = f"{lst}, line {lineno}"
+        if multi_hot:
+            if num_classes is not None and len(values) != num_classes:
+                raise InvalidDataset(
+                    f"{where}: {len(values)} multi-hot label columns, but there are {num_classes} classes"
+                )
+            if width is None:
+                width = len(values)
+            elif len(values) != width:
+                raise InvalidDataset(
+                    f"{where}: {len(values)} label columns, but earlier lines have {width} (multi-hot rows need "
+                    "one column per class)"
+                )
+            if any(v not in (0, 1) for v in values):
+                raise InvalidDataset(f"{where}: multi-hot label columns must be 0 or 1, found {values}")
+            labels = from_multi_hot(values, where, width)
+        else:
+            labels = class_ids(values, where)
+        limit = width if multi_hot else num_classes
+        for label in labels:
+            if limit is not None and label >= limit:
+                raise InvalidDataset(f"{where}: label {label} is out of range; there are {limit} classes")
+        rows.append(LstRow(index=index, labels=labels, path=path, line=lineno))
     return rows, width
 
 
@@ -104,15 +113,6 @@ def _label(text: str, where: str, column: int) -> int:
     if value < 0:
         raise InvalidDataset(f"{where}: label {text!r} in column {column} is negative")
     return int(value)
-
-
-def _from_multi_hot(values: list[int], where: str) -> tuple[int, ...]:
-    if any(v not in (0, 1) for v in values):
-        raise InvalidDataset(f"{where}: multi-hot label columns must be 0 or 1, found {values}")
-    labels = tuple(i for i, v in enumerate(values) if v == 1)
-    if not labels:
-        raise InvalidDataset(f"{where}: multi-hot row has no class set to 1")
-    return labels
 
 
 def resolve_images(
@@ -154,15 +154,21 @@ def read_lst(
     class_names: Sequence[str] | None = None,
     multi_hot: bool = False,
     check_classes: bool = True,
+    label_format: str = "",
 ) -> FileSource:
-    """Read a .lst and the images it names. ``check_classes``: see :func:`resolve_class_names`."""
+    """Read a .lst and the images it names. ``check_classes``: see :func:`resolve_class_names`.
+
+    ``label_format`` (:mod:`trainer_svc.data.labels`): ``class-id`` (the default), ``multi-hot``
+    (``multi_hot=True``) or ``auto``.
+    """
+    label_format = label_format or ("multi-hot" if multi_hot else "class-id")
     lst = Path(path)
     names: tuple[str, ...] | None = None
     if class_names is not None:
         names = validate_class_names(class_names, "class names")
     elif (found := find_class_names(lst.parent)) is not None:
         names = found[0]
-    rows, width = _parse(lst, len(names) if names is not None else None, multi_hot)
+    rows, width = _parse(lst, len(names) if names is not None else None, label_format)
     if names is None and width is not None:
         # A multi-hot vector states the class count even when the last class is never set.
         names = tuple(str(i) for i in range(width))
@@ -173,7 +179,7 @@ def read_lst(
         Sample(key=row.path.replace("\\", "/"), labels=row.labels, path=real)
         for row, real in zip(rows, paths, strict=True)
     ]
-    multi_label = multi_hot or any(len(row.labels) > 1 for row in rows)
+    multi_label = width is not None or any(len(row.labels) > 1 for row in rows)
     return FileSource(
         samples=samples,
         class_names=resolved,

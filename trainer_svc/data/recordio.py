@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from tfic.errors import InvalidDataset, NotFound
 from trainer_svc.data.classnames import find_class_names, resolve_class_names, validate_class_names
+from trainer_svc.data.labels import class_ids, from_multi_hot, resolve_format
 from trainer_svc.data.source import DataSource, Sample
 
 MAGIC = 0xCED7230A
@@ -228,10 +229,13 @@ def read_rec(
     *,
     class_names: Sequence[str] | None = None,
     check_classes: bool = True,
+    label_format: str = "class-id",
 ) -> RecordSource:
     """Read labels from every record (via the .idx when there is one, else by scanning).
 
     Image bytes are not kept: :meth:`RecordSource.read` reads a record again at its offset.
+    ``label_format``: how a record's labels read (:mod:`trainer_svc.data.labels`); im2rec's
+    ``--pack-label`` stores a .lst's label columns, so a multi-hot list makes multi-hot records.
     """
     rec = Path(path)
     size = _check_rec(rec)
@@ -241,6 +245,7 @@ def read_rec(
     elif (found := find_class_names(rec.parent)) is not None:
         names = found[0]
     idx = rec.with_suffix(".idx")
+    raw: list[tuple[Sample, str, tuple[float, ...]]] = []  # labels still the record's values
     samples: list[Sample] = []
     with open(rec, "rb") as f:
         if idx.is_file():
@@ -249,13 +254,25 @@ def read_rec(
                     payload = read_record_at(f, offset, str(rec))[0]
                 except InvalidDataset as exc:
                     raise InvalidDataset(f"{exc} (reached via {idx} key {key}; the .idx may be stale)") from None
-                samples.append(_sample(rec, key, offset, payload, names))
+                raw.append(_raw_sample(rec, key, offset, payload))
         else:
             offset = 0
             while offset < size:
                 payload, next_offset = read_record_at(f, offset, str(rec))
-                samples.append(_sample(rec, None, offset, payload, names))
+                raw.append(_raw_sample(rec, None, offset, payload))
                 offset = next_offset
+    fmt = resolve_format(label_format, [values for _, _, values in raw], len(names) if names else None)
+    width = len(raw[0][2]) if fmt == "multi-hot" and raw else None
+    for sample, where, values in raw:
+        if width is not None:
+            labels = from_multi_hot(values, where, width)
+        else:
+            labels = class_ids(values, where)
+            if names is not None and max(labels) >= len(names):
+                raise InvalidDataset(f"{where}: label {max(labels)} is out of range; there are {len(names)} classes")
+        samples.append(Sample(key=sample.key, labels=labels, offset=sample.offset))
+    if names is None and width is not None:
+        names = tuple(str(i) for i in range(width))
     used = {label for s in samples for label in s.labels}
     resolved = resolve_class_names(used, names, str(rec), check_classes)
     return RecordSource(
@@ -263,21 +280,12 @@ def read_rec(
         samples=samples,
         class_names=resolved,
         description=f"RecordIO {rec}: {len(samples)} images in {len(resolved)} classes",
-        multi_label=any(len(s.labels) > 1 for s in samples),
+        multi_label=width is not None or any(len(s.labels) > 1 for s in samples),
     )
 
 
-def _sample(rec: Path, key: str | None, offset: int, payload: bytes, names: Sequence[str] | None) -> Sample:
+def _raw_sample(rec: Path, key: str | None, offset: int, payload: bytes) -> tuple[Sample, str, tuple[float, ...]]:
     header, _ = unpack_image(payload, f"{rec} record at byte offset {offset}")
     ident = key if key is not None else str(header.id)
     where = f"{rec} record {ident} at byte offset {offset}"
-    labels: list[int] = []
-    for value in header.all_labels:
-        if not value.is_integer() or value < 0:
-            raise InvalidDataset(f"{where}: label {value:g} is not a whole non-negative number")
-        if names is not None and value >= len(names):
-            raise InvalidDataset(f"{where}: label {int(value)} is out of range; there are {len(names)} classes")
-        labels.append(int(value))
-    if len(set(labels)) != len(labels):
-        raise InvalidDataset(f"{where}: a label is repeated in {labels}")
-    return Sample(key=f"{rec.name}#{ident}@{offset}", labels=tuple(labels), offset=offset)
+    return Sample(key=f"{rec.name}#{ident}@{offset}", labels=(), offset=offset), where, header.all_labels

@@ -54,13 +54,29 @@ class Channel:
     uri: str  # a local path or an s3:// URI
     format: str | None = None  # folder, lst, recordio, tfrecord; None infers it from the path
     image_root: str | None = None  # .lst only
+    attribute_names: tuple[str, ...] | None = None  # augmented manifests only (SageMaker's AttributeNames)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "uri": self.uri, "format": self.format, "image_root": self.image_root}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "uri": self.uri,
+            "format": self.format,
+            "image_root": self.image_root,
+        }
+        if self.attribute_names:
+            data["attribute_names"] = list(self.attribute_names)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Channel:
-        return cls(str(data["name"]), str(data["uri"]), data.get("format"), data.get("image_root"))
+        names = data.get("attribute_names")
+        return cls(
+            str(data["name"]),
+            str(data["uri"]),
+            data.get("format"),
+            data.get("image_root"),
+            tuple(str(n) for n in names) if names else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ FORMAT_FROM_PB: dict[int, str | None] = {
     pb.DATA_FORMAT_LST: "lst",
     pb.DATA_FORMAT_RECORDIO: "recordio",
     pb.DATA_FORMAT_TFRECORD: "tfrecord",
+    pb.DATA_FORMAT_MANIFEST: "manifest",
 }
 FORMAT_TO_PB: dict[str | None, int] = {v: k for k, v in FORMAT_FROM_PB.items()}
 
@@ -99,7 +100,8 @@ def spec_from_pb(message: pb.TrainingJobSpec) -> JobSpec:
     for c in message.channels:
         if c.format not in FORMAT_FROM_PB:
             raise InvalidArgument(f"channel {c.name!r}: unknown data format {c.format}")
-        channels.append(Channel(c.name, c.uri, FORMAT_FROM_PB[c.format], c.image_root or None))
+        names = tuple(c.attribute_names) or None
+        channels.append(Channel(c.name, c.uri, FORMAT_FROM_PB[c.format], c.image_root or None, names))
     return JobSpec(
         channels=tuple(channels),
         hyperparameters=hyperparameters_from_pb(message.hyperparameters),
@@ -111,7 +113,13 @@ def spec_from_pb(message: pb.TrainingJobSpec) -> JobSpec:
 def spec_to_pb(spec: JobSpec) -> pb.TrainingJobSpec:
     return pb.TrainingJobSpec(
         channels=[
-            pb.InputChannel(name=c.name, format=FORMAT_TO_PB.get(c.format, 0), uri=c.uri, image_root=c.image_root or "")  # type: ignore[arg-type]
+            pb.InputChannel(
+                name=c.name,
+                format=FORMAT_TO_PB.get(c.format, 0),  # type: ignore[arg-type]
+                uri=c.uri,
+                image_root=c.image_root or "",
+                attribute_names=list(c.attribute_names or ()),
+            )
             for c in spec.channels
         ],
         hyperparameters=hyperparameters_to_pb(spec.hyperparameters),

@@ -111,3 +111,90 @@ def _local_target(root: Path, relative: str, uri: str) -> Path:
     if not parts or ".." in parts or relative.startswith("/"):
         raise PermissionDenied(f"{uri} holds the key {relative!r}, which would be written outside the job's cache")
     return root.joinpath(*parts)
+
+
+def is_manifest(uri: str, fmt: str | None) -> bool:
+    return fmt in ("manifest", "augmented-manifest") or PurePosixPath(uri).suffix.lower() in (".manifest", ".jsonl")
+
+
+def localize_manifest(
+    manifest: Path,
+    images: Path,
+    options: S3Options,
+    attribute_names: tuple[str, ...] | None = None,
+    base_uri: str | None = None,
+) -> Path:
+    """Fetch every ``s3://`` image an augmented manifest names into ``images`` and write a manifest naming the
+    copies (``images/../local.manifest``, local references made absolute); returns it, or ``manifest`` itself
+    when it names no S3 object.
+
+    ``base_uri``: the S3 folder a downloaded manifest came from, against which relative references resolve.
+    """
+    image_key = attribute_names[0] if attribute_names else "source-ref"
+    records: list[Any] = []
+    remote: dict[str, Path] = {}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            records.append(line)  # the reader reports it, with its line number
+            continue
+        ref = record.get(image_key) if isinstance(record, dict) else None
+        if isinstance(ref, str) and base_uri is not None and "://" not in ref and not ref.startswith("/"):
+            ref = f"{base_uri.rstrip('/')}/{ref}"
+        if isinstance(ref, str) and is_s3(ref):
+            path = _key_path(ref)
+            target = remote.setdefault(path, _local_target(images, path, ref))
+            record[image_key] = str(target)
+        elif isinstance(ref, str) and "://" not in ref and not os.path.isabs(ref):
+            record[image_key] = str(manifest.parent / ref)
+        records.append(record)
+    if not remote:
+        return manifest
+    fs = filesystem(options)
+    missing = [p for p, t in remote.items() if not t.is_file()]
+    for target in {remote[p].parent for p in missing}:
+        target.mkdir(parents=True, exist_ok=True)
+    if missing:
+        where = f"{SCHEME}{missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        _calling(where, lambda: fs.get(missing, [str(remote[p]) for p in missing]))
+    local = images.parent / "local.manifest"
+    local.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return local
+
+
+def localize(
+    uri: str,
+    dest: Path,
+    options: S3Options,
+    fmt: str | None = None,
+    attribute_names: tuple[str, ...] | None = None,
+) -> Path:
+    """An ``s3://`` channel as a local path under ``dest``: the data (and, for a manifest, its images)."""
+    local = download(uri, dest / "data", options)
+    if is_manifest(uri, fmt) and local.is_file():
+        base = uri.rsplit("/", 1)[0]
+        return localize_manifest(local, dest / "images", options, attribute_names, base_uri=base)
+    return local
+
+
+def fetch(
+    uri: str,
+    image_root: str | None,
+    fmt: str | None,
+    attribute_names: tuple[str, ...] | None,
+    dest: Path,
+    options: S3Options,
+) -> tuple[str, str | None]:
+    """A channel's data and image root as local paths: ``s3://`` ones copied under ``dest`` (local ones as given,
+    except a local manifest naming ``s3://`` images, whose images are copied). For ``tfic train``/``evaluate``."""
+    if is_s3(uri):
+        local = str(localize(uri, dest, options, fmt, attribute_names))
+    elif is_manifest(uri, fmt) and Path(uri).is_file():
+        local = str(localize_manifest(Path(uri), dest / "images", options, attribute_names))
+    else:
+        local = uri
+    root = str(download(image_root, dest / "image-root", options)) if image_root and is_s3(image_root) else image_root
+    return local, root

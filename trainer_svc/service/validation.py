@@ -15,6 +15,7 @@ from pathlib import Path
 from tfic.errors import InvalidArgument
 from tfic.modeldir import validate_model_name
 from trainer_svc.backbones.registry import canonical_name, list_backbones
+from trainer_svc.data.manifest import parse_attribute_names, read_lines
 from trainer_svc.service import s3
 from trainer_svc.service.datapaths import DataRoots
 from trainer_svc.service.jobs import TRAIN_CHANNEL, VALIDATION_CHANNEL, Channel, JobSpec
@@ -22,7 +23,7 @@ from trainer_svc.training import hyperparameters
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 CHANNEL_NAMES = {"train": TRAIN_CHANNEL, "training": TRAIN_CHANNEL, "validation": VALIDATION_CHANNEL}
-FORMATS = ("folder", "lst", "recordio", "tfrecord")
+FORMATS = ("folder", "lst", "recordio", "tfrecord", "manifest")
 
 
 def validate_job_name(name: str) -> str:
@@ -51,6 +52,16 @@ class DataPolicy:
             (roots or self.roots).resolve(uri, what)
 
 
+def check_manifest_images(manifest: Path, channel: Channel, roots: DataRoots) -> None:
+    """Every local image a manifest names must lie under the data roots (``s3://`` ones are fetched)."""
+    if not manifest.is_file():
+        return
+    for line in read_lines(manifest, channel.attribute_names):
+        if not s3.is_s3(line.image):
+            path = line.image if Path(line.image).is_absolute() else str(manifest.parent / line.image)
+            roots.resolve(path, f"{channel.name} channel: {manifest}, line {line.line}: image")
+
+
 def check_spec(job_name: str, spec: JobSpec, policy: DataPolicy) -> JobSpec:
     """The spec with channel names canonical and the model name filled in; raises on any mistake.
 
@@ -73,12 +84,20 @@ def check_spec(job_name: str, spec: JobSpec, policy: DataPolicy) -> JobSpec:
             raise InvalidArgument(
                 f"channel {name!r}: unknown format {channel.format!r}; use one of {', '.join(FORMATS)}"
             )
+        if channel.attribute_names is not None:
+            parse_attribute_names(channel.attribute_names)
+            if not s3.is_manifest(channel.uri, channel.format):
+                raise InvalidArgument(f"channel {name!r}: attribute_names apply to augmented manifests only")
         policy.check_location(channel.uri, f"{name} channel", None)
+        if not s3.is_s3(channel.uri) and s3.is_manifest(channel.uri, channel.format):
+            check_manifest_images(policy.roots.resolve(channel.uri, f"{name} channel"), channel, policy.roots)
         if channel.image_root:
             if s3.is_s3(channel.image_root) != s3.is_s3(channel.uri):
                 raise InvalidArgument(f"channel {name!r}: the image_root and the list must both be local or both in S3")
             policy.check_location(channel.image_root, f"{name} channel image_root")
-        channels[name] = Channel(name, channel.uri, channel.format, channel.image_root or None)
+        channels[name] = Channel(
+            name, channel.uri, channel.format, channel.image_root or None, channel.attribute_names or None
+        )
     if TRAIN_CHANNEL not in channels:
         raise InvalidArgument("a 'train' channel is required")
     model_name = validate_model_name(spec.model_name or job_name)

@@ -37,7 +37,7 @@ from trainer_svc.service import s3
 from trainer_svc.service.datapaths import DataRoots
 from trainer_svc.service.jobs import ERROR, Channel, Job
 from trainer_svc.service.store import NewEvent, SqliteJobStore
-from trainer_svc.service.validation import is_model_path
+from trainer_svc.service.validation import check_manifest_images, is_model_path
 
 log = logging.getLogger("trainer_svc.worker")
 
@@ -99,20 +99,28 @@ class _Events:
 def _local_channel(channel: Channel, roots: DataRoots, cache: Path, s3_options: s3.S3Options) -> Channel:
     """The channel with its data as local paths: checked against the roots, or copied from S3."""
     what = f"{channel.name} channel"
+    names = channel.attribute_names
     if s3.is_s3(channel.uri):
-        uri = s3.download(channel.uri, cache / channel.name / "data", s3_options)
+        uri = s3.localize(channel.uri, cache / channel.name, s3_options, channel.format, names)
         root = (
-            s3.download(channel.image_root, cache / channel.name / "images", s3_options) if channel.image_root else None
+            s3.download(channel.image_root, cache / channel.name / "image-root", s3_options)
+            if channel.image_root
+            else None
         )
-        return Channel(channel.name, str(uri), channel.format, str(root) if root else None)
+        return Channel(channel.name, str(uri), channel.format, str(root) if root else None, names)
     real = roots.resolve(channel.uri, what)
+    if s3.is_manifest(str(real), channel.format) and real.is_file():
+        # A local manifest may name images anywhere: each must lie under the roots (or in S3: fetched).
+        check_manifest_images(real, channel, roots)  # again: the files may have changed since it was accepted
+        local = s3.localize_manifest(real, cache / channel.name / "images", s3_options, names)
+        return Channel(channel.name, str(local), channel.format, None, names)
     if real.is_dir():
         roots.check_tree(real, what)
     image_root = None
     if channel.image_root:
         image_root = roots.resolve(channel.image_root, f"{what} image_root")
         roots.check_tree(image_root, f"{what} image_root")
-    return Channel(channel.name, str(real), channel.format, str(image_root) if image_root else None)
+    return Channel(channel.name, str(real), channel.format, str(image_root) if image_root else None, names)
 
 
 def _train(job: Job, args: argparse.Namespace, stop: threading.Event, sink: _Events) -> None:
@@ -131,7 +139,7 @@ def _train(job: Job, args: argparse.Namespace, stop: threading.Event, sink: _Eve
     from trainer_svc.training.train import Channel as TrainChannel
     from trainer_svc.training.train import TrainRequest, run
 
-    local = {name: TrainChannel(c.uri, c.format, c.image_root) for name, c in channels.items()}
+    local = {name: TrainChannel(c.uri, c.format, c.image_root, c.attribute_names) for name, c in channels.items()}
     run(
         TrainRequest(
             train=local["train"],

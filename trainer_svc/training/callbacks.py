@@ -153,14 +153,14 @@ class Candidate:
     epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def score(self) -> tuple[float, float]:
-        # Accuracy is what users and SageMaker's tuning objective judge; the loss breaks ties.
-        return (self.metrics.get("val_accuracy", 0.0), -self.metrics.get("val_loss", float("inf")))
+    def score(self, monitor: str = "val_accuracy") -> tuple[float, float]:
+        # Accuracy (or binary_mode's eval_metric) is what users and SageMaker's tuning objective judge; the loss
+        # breaks ties.
+        return (self.metrics.get(monitor, 0.0), -self.metrics.get("val_loss", float("inf")))
 
 
 class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
-    """Keep the weights of the best epoch so far (highest validation accuracy, then lowest loss).
+    """Keep the weights of the best epoch so far (highest validation accuracy, or ``monitor``, then lowest loss).
 
     The weights are those of ``model`` (the whole classifier), whichever model is being fitted (the
     head alone on cached features shares its layers). With ``state_dir`` the best weights (plain
@@ -170,8 +170,16 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
     same weights when they export together.
     """
 
-    def __init__(self, model: keras.Model, state_dir: Path | None, writer: bool = True, resumed: bool = False) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        state_dir: Path | None,
+        writer: bool = True,
+        resumed: bool = False,
+        monitor: str = "val_accuracy",
+    ) -> None:
         super().__init__()
+        self.monitor = monitor
         self.classifier = model
         self.state_dir = state_dir
         self.writer = writer
@@ -181,7 +189,7 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             self.best = Candidate(**json.loads((state_dir / "best.json").read_text()))
 
     def offer(self, candidate: Candidate) -> bool:
-        if self.best is not None and candidate.score <= self.best.score:
+        if self.best is not None and candidate.score(self.monitor) <= self.best.score(self.monitor):
             return False
         self.best = candidate
         self._weights = [np.copy(w) for w in self.classifier.get_weights()]
@@ -214,38 +222,63 @@ class BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 class EarlyStop(keras.callbacks.Callback):  # type: ignore[misc]
-    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs; say why.
+    """Stop when the validation metric has not improved for ``patience`` epochs; say why.
 
+    The TF algorithm's rule (``tolerance`` None): validation loss must fall by more than ``min_delta``.
+    The MXNet algorithm's (``early_stopping_tolerance``): validation accuracy must rise, relative to the
+    best so far, by more than ``tolerance`` (``(accuracy - best) / best > tolerance``).
     Epochs count from the start of the phase; none stops before ``min_epochs``. Unlike Keras's
     EarlyStopping this restores nothing: which weights are published is ``export_epoch``'s choice.
     """
 
-    def __init__(self, sink: EventSink, patience: int, min_delta: float, min_epochs: int, first_epoch: int) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        patience: int,
+        min_delta: float,
+        min_epochs: int,
+        first_epoch: int,
+        tolerance: float | None = None,
+    ) -> None:
         super().__init__()
         self.sink = sink
         self.patience = patience
         self.min_delta = min_delta
         self.min_epochs = min_epochs
         self.first_epoch = first_epoch
-        self.best_loss = float("inf")
+        self.tolerance = tolerance
+        self.best: float | None = None
         self.best_epoch = 0
         self.wait = 0
         self.stopped_epoch: int | None = None
 
+    def _improves(self, logs: dict[str, Any]) -> tuple[bool, float]:
+        if self.tolerance is None:
+            loss = float(logs.get("val_loss", float("inf")))
+            return self.best is None or loss < self.best - self.min_delta, loss
+        accuracy = float(logs.get("val_accuracy", 0.0))
+        if self.best is None:
+            return True, accuracy
+        if self.best <= 0.0:
+            return accuracy > 0.0, accuracy
+        return (accuracy - self.best) / self.best > self.tolerance, accuracy
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if interrupted(self.model):
             return
-        loss = float((logs or {}).get("val_loss", float("inf")))
-        if loss < self.best_loss - self.min_delta:
-            self.best_loss, self.best_epoch, self.wait = loss, epoch + 1, 0
+        better, value = self._improves(logs or {})
+        if better:
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
             return
         self.wait += 1
         if self.wait >= self.patience and epoch + 1 - self.first_epoch >= self.min_epochs:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
-            reason = (
-                f"validation loss has not improved by more than {self.min_delta:g} for {self.patience} epochs "
-                f"(best {self.best_loss:.4f} at epoch {self.best_epoch})"
-            )
+            if self.tolerance is None:
+                rule = f"validation loss has not improved by more than {self.min_delta:g}"
+            else:
+                rule = f"validation accuracy has not improved by more than {self.tolerance:g} of the best (relative)"
+            best = float("nan") if self.best is None else self.best
+            reason = f"{rule} for {self.patience} epochs (best {best:.4f} at epoch {self.best_epoch})"
             log.info("early stopping after epoch %d: %s", epoch + 1, reason)
             self.sink({"type": "early_stopping", "epoch": epoch + 1, "best_epoch": self.best_epoch, "reason": reason})

@@ -1,4 +1,5 @@
-"""``tfic evaluate``: accuracy, top-k, per-class precision/recall/F1 and a confusion matrix."""
+"""``tfic evaluate``: accuracy, top-k, per-class precision/recall/F1 and a confusion matrix; for a multi-label
+model, per-class precision/recall/F1/average precision and mAP (:mod:`trainer_svc.training.label_metrics`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfic.errors import InvalidDataset
+from tfic.errors import InvalidArgument, InvalidDataset
 from tfic.modeldir import SIGNATURE_IMAGES, read_metadata, resolve_version_dir
 from trainer_svc.data.source import DataSource
 from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.label_metrics import format_multi_label, multi_label_report
 from trainer_svc.training.pipeline import InputSpec, make_dataset
 
 
@@ -33,26 +35,70 @@ class Evaluation:
         return dict(self.__dict__)
 
 
+@dataclass
+class MultiLabelEvaluation:
+    """A multi-label model's evaluation: :func:`trainer_svc.training.label_metrics.multi_label_report` and where."""
+
+    model: str
+    version: int
+    report: dict[str, Any]
+    labels: list[str]
+    images: int
+    skipped: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "output": "multi_label",
+            **self.report,
+            "labels": self.labels,
+            "skipped": self.skipped,
+        }
+
+
 def evaluate(model_path: str | Path, source: DataSource, top_k: int = 5, batch_size: int = 64) -> Evaluation:
+    """A single-label (multi-class or binary) model's evaluation; :func:`evaluate_model` takes any model."""
+    if read_metadata(resolve_version_dir(model_path)).multi_label:
+        raise InvalidArgument(f"{model_path} is a multi-label model: it has no accuracy or confusion matrix")
+    result = evaluate_model(model_path, source, top_k, batch_size)
+    assert isinstance(result, Evaluation)
+    return result
+
+
+def evaluate_model(
+    model_path: str | Path, source: DataSource, top_k: int = 5, batch_size: int = 64
+) -> Evaluation | MultiLabelEvaluation:
     version_dir = resolve_version_dir(model_path)
     meta = read_metadata(version_dir)
     labels = list(meta.labels)
     unknown = sorted(set(source.class_names) - set(labels))
     if unknown:
         raise InvalidDataset(f"the data has classes the model does not know: {unknown} (model classes: {labels})")
+    if source.multi_label and not meta.multi_label:
+        raise InvalidDataset(f"{source.description} is multi-label, but {version_dir} is a {meta.output} model")
     # Map the data's label indices onto the model's (folders may hold only some of the classes).
     remap = np.asarray([labels.index(name) for name in source.class_names])
     loaded = tf.saved_model.load(str(version_dir))
     predict = loaded.signatures[SIGNATURE_IMAGES]
     spec = InputSpec(meta.image_shape, meta.preprocessing.interpolation, source.num_classes)
     ds = make_dataset(source, spec, batch_size, training=False, hp=Hyperparameters())
-    probs, truth = [], []
-    for images, onehot in ds:
-        probs.append(predict(images=images)["probabilities"].numpy())
-        truth.append(remap[np.argmax(onehot.numpy(), axis=1)])
+    probs = [predict(images=images)["probabilities"].numpy() for images, _ in ds]
     p = np.concatenate(probs)
-    y = np.concatenate(truth)
-    pred = p.argmax(axis=1)
+    skipped = [{"key": s.key, "reason": s.reason} for s in source.skipped]
+    where = str(version_dir.parent), int(version_dir.name) if version_dir.name.isdigit() else 0
+    if meta.multi_label:
+        truth = np.zeros((len(source.samples), len(labels)), dtype=bool)
+        for i, sample in enumerate(source.samples):
+            truth[i, remap[list(sample.labels)]] = True
+        report = multi_label_report(p, truth, meta.labels, meta.threshold)
+        return MultiLabelEvaluation(where[0], where[1], report, labels, len(truth), skipped)
+    y = remap[np.asarray([s.label for s in source.samples], dtype=np.int64)]
+    if meta.output == "binary":  # one column, the positive (second) class's probability, cut at the threshold
+        pred = (p[:, 0] >= meta.threshold).astype(np.int64)
+        p = np.concatenate([1.0 - p, p], axis=1)
+    else:
+        pred = p.argmax(axis=1)
     k = max(1, min(top_k, len(labels)))
     topk = np.argsort(-p, axis=1)[:, :k]
     c = len(labels)
@@ -71,8 +117,8 @@ def evaluate(model_path: str | Path, source: DataSource, top_k: int = 5, batch_s
             "support": int(cm[i, :].sum()),
         }
     return Evaluation(
-        model=str(version_dir.parent),
-        version=int(version_dir.name) if version_dir.name.isdigit() else 0,
+        model=where[0],
+        version=where[1],
         accuracy=float((pred == y).mean()),
         top_k=k,
         top_k_accuracy=float((topk == y[:, None]).any(axis=1).mean()),
@@ -80,7 +126,7 @@ def evaluate(model_path: str | Path, source: DataSource, top_k: int = 5, batch_s
         confusion_matrix=cm.tolist(),
         labels=labels,
         images=len(y),
-        skipped=[{"key": s.key, "reason": s.reason} for s in source.skipped],
+        skipped=skipped,
     )
 
 
@@ -115,7 +161,14 @@ def save_confusion_png(evaluation: Evaluation, path: str | Path) -> Path:
     return out
 
 
-def format_report(evaluation: Evaluation) -> str:
+def format_report(evaluation: Evaluation | MultiLabelEvaluation) -> str:
+    if isinstance(evaluation, MultiLabelEvaluation):
+        header = f"model {evaluation.model} version {evaluation.version}: {evaluation.images} images (multi-label)"
+        text = format_multi_label(evaluation.report, header)
+        if evaluation.skipped:
+            text += f"\n\nskipped {len(evaluation.skipped)} unreadable images:\n"
+            text += "\n".join(f"  {s['key']}: {s['reason']}" for s in evaluation.skipped)
+        return text
     lines = [
         f"model {evaluation.model} version {evaluation.version}: {evaluation.images} images",
         f"accuracy        {evaluation.accuracy:.4f}",

@@ -4,8 +4,9 @@ Every event is a JSON-serialisable dict with a ``type``: ``start`` (hyperparamet
 (dataset summary and skipped files), ``recipe`` (the phases that will run), ``features`` (the
 frozen backbone's features computed once), ``base`` (incremental training: the base version's own
 validation result, epoch 0), ``epoch`` (metrics, phase, learning rates), ``checkpoint``,
-``early_stopping`` (when and why), ``model`` (the published version and the epoch it comes from),
-``stopped``.
+``early_stopping`` (when and why), ``report`` (multi-label: the published weights' per-class
+precision/recall/F1/average precision and mAP on validation), ``model`` (the published version and the
+epoch it comes from), ``stopped``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def describe(event: Event) -> str:
         phase = f" [{d['phase']}]" if d.get("phase") else ""
         speed = f" ({float(d['images_per_second']):.0f} img/s)" if "images_per_second" in d else ""
         return f"epoch {d.get('epoch')}/{d.get('epochs')}{phase} {shown}{speed}"
+    if kind == "report":
+        return (
+            f"{d.get('split', 'validation')} (multi-label, threshold {d.get('threshold')}): "
+            f"mAP={float(d.get('mean_average_precision', 0)):.4f} micro_f1={float(d.get('micro_f1', 0)):.4f} "
+            f"macro_f1={float(d.get('macro_f1', 0)):.4f} exact_match={float(d.get('subset_accuracy', 0)):.4f}"
+        )
     if kind == "checkpoint":
         return f"checkpoint saved after epoch {d.get('epoch')}"
     if kind == "early_stopping":

@@ -26,6 +26,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
     ):
         super().__init__(name="tfic_serving")
         self.model = model
+        # ``classes`` names each column of ``probabilities``: a binary model's one column is its positive class.
         self.labels = tf.constant(list(labels), dtype=tf.string)
         height, width, _ = image_shape
         self._size = (height, width)
@@ -59,7 +60,8 @@ class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
 
 def save_serving_model(path: Path, model: keras.Model, meta: ModelMetadata) -> None:
     """Write the SavedModel and its metadata into ``path`` (a staging directory)."""
-    module = ServingModule(model, meta.labels, meta.image_shape, meta.preprocessing.interpolation)
+    columns = meta.labels[1:] if meta.output == "binary" else meta.labels
+    module = ServingModule(model, columns, meta.image_shape, meta.preprocessing.interpolation)
     tf.saved_model.save(
         module,
         str(path),

@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer_svc.data.source import DataSource
-from trainer_svc.training.pipeline import DEFAULT_CACHE_BYTES
+from trainer_svc.training.pipeline import DEFAULT_CACHE_BYTES, InputSpec, label_array, targets
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ class Features:
     """One split's features (in memory, or a memory-mapped file when large) and labels."""
 
     values: np.ndarray  # float32 [N, D]
-    labels: np.ndarray  # int32 [N]
+    labels: np.ndarray  # the pipeline's label_array: int32 [N], or float32 [N, C] / [N, 1]
     seconds: float
 
-    def dataset(self, batch_size: int, num_classes: int, shuffle_seed: int | None) -> tf.data.Dataset:
-        """Batches of (features, one-hot); ``shuffle_seed`` reshuffles every epoch like the pixel pipeline."""
+    def dataset(self, batch_size: int, spec: InputSpec, shuffle_seed: int | None) -> tf.data.Dataset:
+        """Batches of (features, targets); ``shuffle_seed`` reshuffles every epoch like the pixel pipeline."""
         n = len(self.labels)
         values, labels = self.values, self.labels
         indices = tf.data.Dataset.range(n)
@@ -63,9 +63,10 @@ class Features:
             return np.ascontiguousarray(values[idx], dtype=np.float32), labels[idx]
 
         def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            x, y = tf.numpy_function(rows, [idx], (tf.float32, tf.int32), stateful=False)
+            x, y = tf.numpy_function(rows, [idx], (tf.float32, tf.as_dtype(labels.dtype)), stateful=False)
             x.set_shape([None, values.shape[1]])
-            return x, tf.one_hot(y, num_classes)
+            y.set_shape([None, *labels.shape[1:]])
+            return x, targets(y, spec)
 
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -81,6 +82,7 @@ def extract(
     extractor: keras.Model,
     pixels: tf.data.Dataset,
     source: DataSource,
+    spec: InputSpec,
     spill_dir: Path | None = None,
     memory_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> Features:
@@ -103,5 +105,4 @@ def extract(
         offset += len(batch)
     if offset != n:
         raise RuntimeError(f"feature extraction produced {offset} rows for {n} images")
-    labels = np.asarray([s.label for s in source.samples], dtype=np.int32)
-    return Features(values, labels, time.perf_counter() - start)
+    return Features(values, label_array(source, spec.output, spec.num_classes), time.perf_counter() - start)

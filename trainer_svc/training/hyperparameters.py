@@ -226,6 +226,16 @@ SPECS: tuple[Spec, ...] = (
     Spec("early_stopping_min_delta", "float", 0.0, "smallest absolute improvement that counts", 0, 1e6),
     Spec("early_stopping_min_epochs", "int", 0, "never stop before this many epochs", 0, 100_000),
     Spec(
+        "early_stopping_tolerance",
+        "float",
+        None,
+        "MXNet's rule instead: watch validation accuracy; an epoch improves on the best only if "
+        "(accuracy - best) / best exceeds this",
+        0,
+        1,
+        auto=True,
+    ),
+    Spec(
         "validation_split_ratio",
         "float",
         0.2,
@@ -242,7 +252,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("top_k", "int", 5, "k of the top-k accuracy metric", 1, 1000),
     Spec("lr_scheduler_step", "int_list", (), "epochs at which the learning rate is multiplied by the factor"),
     Spec("lr_scheduler_factor", "float", 0.1, "learning-rate decay factor", 0, 1, low_open=True),
-    Spec("use_weighted_loss", "bool", False, "weight classes by inverse frequency (imbalanced data)"),
+    Spec(
+        "use_weighted_loss",
+        "bool",
+        False,
+        "multi_label (MXNet): each label's positives weighted by its negatives/positives ratio in the training data; "
+        "otherwise (tfic) classes weighted by inverse frequency",
+    ),
     Spec("checkpoint_frequency", "int", 1, "epochs between checkpoints (0: none; --resume needs them)", 0, 100_000),
     Spec("precision_dtype", "choice", "float32", "compute precision", choices=("float32", "float16", "bfloat16")),
     Spec(
@@ -276,6 +292,84 @@ SPECS: tuple[Spec, ...] = (
         "MXNet-style augmentation (implies augmentation=true)",
         choices=("none", "crop", "crop_color", "crop_color_transform"),
     ),
+    # MXNet's ImageRecordIter augmenter (src/io/image_aug_default.cc), under SageMaker's MXNet names. Any of them
+    # given turns augmentation on (as augmentation_type does), and overrides augmentation_type's level.
+    Spec(
+        "max_random_aspect_ratio",
+        "float",
+        None,
+        "MXNet: aspect ratio changed by a random factor in [1 - v, 1 + v] (crop_color_transform: 0.25)",
+        0,
+        1,
+        high_open=True,
+        auto=True,
+    ),
+    Spec(
+        "max_random_h",
+        "int",
+        None,
+        "MXNet: a random value in [-v, v] added to the hue (OpenCV's 0..180 scale; crop_color: 36)",
+        0,
+        180,
+        auto=True,
+    ),
+    Spec(
+        "max_random_s",
+        "int",
+        None,
+        "MXNet: a random value in [-v, v] added to the HSL saturation (0..255 scale; crop_color: 50)",
+        0,
+        255,
+        auto=True,
+    ),
+    Spec(
+        "max_random_l",
+        "int",
+        None,
+        "MXNet: a random value in [-v, v] added to the HSL lightness (0..255 scale; crop_color: 50)",
+        0,
+        255,
+        auto=True,
+    ),
+    Spec(
+        "max_random_rotate_angle",
+        "int",
+        None,
+        "MXNet: rotation by a random whole number of degrees in [-v, v] (crop_color_transform: 10)",
+        0,
+        360,
+        auto=True,
+    ),
+    Spec(
+        "max_random_shear_ratio",
+        "float",
+        None,
+        "MXNet: shear (x, y) -> (x + m y, y) with m random in [-v, v] (crop_color_transform: 0.1)",
+        0,
+        1,
+        auto=True,
+    ),
+    Spec(
+        "max_random_scale",
+        "float",
+        None,
+        "MXNet: the image is scaled by s random in [min_random_scale, max_random_scale], then cropped (or padded) "
+        "back to image_shape (crop: 1.143, a 224-of-256 crop)",
+        0,
+        10,
+        low_open=True,
+        auto=True,
+    ),
+    Spec(
+        "min_random_scale",
+        "float",
+        None,
+        "MXNet: the smallest scale s (see max_random_scale; below 1 the image is padded with white, MXNet's fill)",
+        0,
+        10,
+        low_open=True,
+        auto=True,
+    ),
     Spec("seed", "int", 12345, "seed for shuffling, splitting, augmentation and initialisation", 0, 2**31 - 1),
     Spec("train_only_top_layer", "bool", False, "freeze the backbone and train only the head"),
     Spec("reinitialize_top_layer", "choice", "Auto", "new head for a base model", choices=("Auto", "True", "False")),
@@ -297,11 +391,48 @@ SPECS: tuple[Spec, ...] = (
     Spec("use_pretrained_model", "bool", False, "MXNet's transfer-learning switch (= --base-model efficientnet_lite0)"),
     Spec("num_classes", "int", 0, "checked against the data when given", 0, 1_000_000),
     Spec("num_training_samples", "int", 0, "checked against the data when given", 0, 10**10),
-    Spec("multi_label", "bool", False, "multi-label training", rejected="multi-label training is not supported yet"),
     Spec(
-        "binary_mode", "bool", False, "one sigmoid output", rejected="binary_mode is not supported yet; use 2 classes"
+        "multi_label",
+        "bool",
+        False,
+        "MXNet's multi-label training: several labels per image (.lst label columns, RecordIO labels), one "
+        "sigmoid per class, every label over prediction_threshold predicted",
     ),
-    Spec("eval_metric", "choice", "accuracy", "tuning metric", choices=("accuracy",)),
+    Spec(
+        "label_format",
+        "choice",
+        "auto",
+        "multi_label: .lst/RecordIO labels are class ids ([0, 2]) or a multi-hot vector ([1, 0, 1]); auto: "
+        "multi-hot when every row has one 0/1 value per class (SageMaker's label-format content-type parameter)",
+        choices=("auto", "multi-hot", "class-id"),
+        aliases=("label-format",),
+    ),
+    Spec(
+        "prediction_threshold",
+        "float",
+        0.5,
+        "multi_label and binary_mode: a class is predicted when its probability is at least this (kept in the "
+        "model's metadata)",
+        0,
+        1,
+        low_open=True,
+        high_open=True,
+    ),
+    Spec(
+        "binary_mode",
+        "bool",
+        False,
+        "the TF algorithm's binary mode: 2 classes, one sigmoid output, the probability of the second (positive) "
+        "class; its label is predicted at or over prediction_threshold",
+    ),
+    Spec(
+        "eval_metric",
+        "choice",
+        "accuracy",
+        "the validation metric the best epoch is chosen by (binary_mode: also precision, recall, auc (ROC), "
+        "prc (precision-recall AUC), as the TF algorithm defines them)",
+        choices=("accuracy", "precision", "recall", "auc", "prc"),
+    ),
     Spec(
         "resize",
         "int",
@@ -344,6 +475,7 @@ class Hyperparameters:
     early_stopping_patience: int = 5
     early_stopping_min_delta: float = 0.0
     early_stopping_min_epochs: int = 0
+    early_stopping_tolerance: float | None = None
     validation_split_ratio: float = 0.2
     image_shape: tuple[int, int, int] | None = None
     model: str = "resnet"
@@ -360,6 +492,14 @@ class Hyperparameters:
     augmentation_random_rotation: float = 0.2
     augmentation_random_zoom: float = 0.1
     augmentation_type: str = "none"
+    max_random_aspect_ratio: float | None = None
+    max_random_h: int | None = None
+    max_random_s: int | None = None
+    max_random_l: int | None = None
+    max_random_rotate_angle: int | None = None
+    max_random_shear_ratio: float | None = None
+    max_random_scale: float | None = None
+    min_random_scale: float | None = None
     seed: int = 12345
     train_only_top_layer: bool = False
     reinitialize_top_layer: str = "Auto"
@@ -369,10 +509,19 @@ class Hyperparameters:
     num_classes: int = 0
     num_training_samples: int = 0
     multi_label: bool = False
+    label_format: str = "auto"
+    prediction_threshold: float = 0.5
     binary_mode: bool = False
     eval_metric: str = "accuracy"
     resize: int = 0
     kv_store: str = ""
+
+    @property
+    def output(self) -> str:
+        """The model's output kind (:data:`tfic.modeldir.OUTPUTS`)."""
+        if self.binary_mode:
+            return "binary"
+        return "multi_label" if self.multi_label else "multi_class"
 
     @property
     def canonical_optimizer(self) -> str:
@@ -406,8 +555,39 @@ def parse(values: Mapping[str, Any]) -> Hyperparameters:
     return hp
 
 
+def _family(name: str) -> str:
+    """The group a name belongs to by its leading words: ``max_random_*``/``min_random_*`` (MXNet's augmenter),
+    ``augmentation_*`` (the TF algorithm's), ``early_stopping_*``, ``lr_*``..."""
+    words = name.split("_")
+    if len(words) > 2 and words[0] in ("max", "min") and words[1] == "random":
+        return "mxnet_random"
+    return words[0] if len(words) > 1 else ""
+
+
+def suggestions(name: str) -> list[str]:
+    """Accepted names close to ``name``, those of its own family first (a misspelt MXNet augmentation name
+    gets MXNet's, not the TF algorithm's ``augmentation_*`` that merely share letters)."""
+    wanted = name.strip().replace("-", "_").lower()
+    words = set(wanted.split("_")) - {"max", "min", "random", ""}
+    scored = []
+    for candidate in _BY_NAME:
+        ratio = difflib.SequenceMatcher(None, wanted, candidate).ratio()
+        # A shared word (or one that abbreviates the other: h/hue) says more than shared letters.
+        theirs = candidate.split("_")
+        ratio += sum(
+            0.3 if w in theirs else 0.15 * any(w.startswith(t) or t.startswith(w) for t in theirs) for w in words
+        )
+        same_family = bool(_family(wanted)) and _family(wanted) == _family(candidate)
+        if ratio >= 0.6 or (same_family and ratio >= 0.5):
+            scored.append((same_family, ratio, candidate))
+    scored.sort(key=lambda item: (not item[0], -item[1], item[2]))
+    if any(same for same, _, _ in scored):
+        scored = [item for item in scored if item[0]]
+    return [candidate for _, _, candidate in scored[:3]]
+
+
 def _unknown_message(name: str) -> str:
-    close = difflib.get_close_matches(name.replace("-", "_"), list(_BY_NAME), n=3, cutoff=0.6)
+    close = suggestions(name)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown hyperparameter {name!r}{hint} (allowed: {', '.join(s.name for s in SPECS)})"
 
@@ -423,6 +603,31 @@ def check_scheduler_steps(hp: Hyperparameters, epochs: int) -> None:
 
 
 def _check_consistency(hp: Hyperparameters) -> None:
+    if hp.eval_metric != "accuracy" and not hp.binary_mode:
+        raise InvalidHyperparameter(
+            f"eval_metric={hp.eval_metric} needs binary_mode=true (as in SageMaker's TF algorithm)", name="eval_metric"
+        )
+    if hp.binary_mode and hp.multi_label:
+        raise InvalidHyperparameter(
+            "binary_mode and multi_label are two different outputs: choose one", name="binary_mode"
+        )
+    if hp.label_format != "auto" and not hp.multi_label:
+        raise InvalidHyperparameter(
+            f"label_format={hp.label_format} applies to multi-label training: set multi_label=1", name="label_format"
+        )
+    low, high = hp.min_random_scale or 1.0, hp.max_random_scale or 1.0
+    if low > high:
+        raise InvalidHyperparameter(
+            f"min_random_scale={low:g} is above max_random_scale={high:g}"
+            + (" (the default 1)" if hp.max_random_scale is None or hp.min_random_scale is None else ""),
+            name="min_random_scale" if hp.min_random_scale is not None else "max_random_scale",
+        )
+    if hp.early_stopping_tolerance is not None and hp.early_stopping_min_delta != 0.0:
+        raise InvalidHyperparameter(
+            "early_stopping_tolerance (MXNet's relative rule on validation accuracy) and early_stopping_min_delta "
+            "(the TF algorithm's absolute rule on validation loss) are two ways to say the same: give one",
+            name="early_stopping_tolerance",
+        )
     if hp.epochs is not None:
         check_scheduler_steps(hp, hp.epochs)
     if hp.lr_schedule == "step" and not hp.lr_scheduler_step:

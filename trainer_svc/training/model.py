@@ -1,4 +1,4 @@
-"""The classifier every tfic model is: preprocessing → feature extractor → dropout → dense softmax.
+"""The classifier every tfic model is: preprocessing → feature extractor → dropout → dense softmax (or sigmoids).
 
 Inputs are float32 RGB pixels in 0..255 at the model's image size, so the preprocessing a
 backbone needs (scale, offset, mean/std) lives inside the graph and travels with the export.
@@ -94,11 +94,14 @@ def build_classifier(
     regularizers_l2: float,
     seed: int,
     backbone_inference_mode: bool = False,
+    output: str = "multi_class",
 ) -> keras.Model:
     """Wrap a feature extractor with the preprocessing layer and a new classification head.
 
     ``backbone_inference_mode`` keeps BatchNorm statistics frozen while fine-tuning a
-    pretrained network (small batches would otherwise wreck them).
+    pretrained network (small batches would otherwise wreck them). ``output``: ``multi_class``
+    (softmax over ``num_classes``), ``multi_label`` (a sigmoid per class) or ``binary`` (one
+    sigmoid: the probability of class index 1).
     """
     inputs = keras.Input(image_shape, dtype=tf.float32, name="images")
     x = Preprocess(preprocessing.scale, preprocessing.offset, preprocessing.mean, preprocessing.std, name="preprocess")(
@@ -108,13 +111,14 @@ def build_classifier(
     x = features(x, training=False) if backbone_inference_mode else features(x)
     x = layers.Dropout(dropout_rate, seed=seed, name="head_dropout")(x)
     logits = layers.Dense(
-        num_classes,
+        1 if output == "binary" else num_classes,
         kernel_regularizer=keras.regularizers.l2(regularizers_l2) if regularizers_l2 > 0 else None,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
         name="head",
     )(x)
-    # Softmax in float32 so mixed-precision training still exports float32 probabilities.
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    # In float32 so mixed-precision training still exports float32 probabilities.
+    activation = "softmax" if output == "multi_class" else "sigmoid"
+    outputs = layers.Activation(activation, dtype="float32", name="probabilities")(logits)
     return TficClassifier(inputs, outputs, name="tfic_classifier")
 
 

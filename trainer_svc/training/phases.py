@@ -22,7 +22,9 @@ from trainer_svc.training import callbacks as cb
 from trainer_svc.training import feature_cache
 from trainer_svc.training.events import EventSink
 from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.label_metrics import SUMMARY_KEYS, multi_label_report
 from trainer_svc.training.model import features_of
+from trainer_svc.training.objectives import loss_for, metrics_for, positive_weights
 from trainer_svc.training.optimizers import make_optimizer, schedule
 from trainer_svc.training.pipeline import InputSpec, class_weights, make_dataset
 from trainer_svc.training.recipe import Phase, Recipe
@@ -61,16 +63,13 @@ def tracked_optimizers(optimizers: list[PhaseOptimizers]) -> dict[str, keras.opt
 
 
 def compile_classifier(
-    model: keras.Model, hp: Hyperparameters, num_classes: int, optimizer: keras.optimizers.Optimizer
+    model: keras.Model,
+    hp: Hyperparameters,
+    num_classes: int,
+    optimizer: keras.optimizers.Optimizer,
+    pos_weight: np.ndarray | None = None,
 ) -> None:
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k=min(hp.top_k, num_classes), name="top_k_accuracy"),
-        ],
-    )
+    model.compile(optimizer=optimizer, loss=loss_for(hp, pos_weight), metrics=metrics_for(hp, num_classes))
 
 
 @dataclass
@@ -99,6 +98,17 @@ class PhaseRunner:
     def num_classes(self) -> int:
         return self.train.num_classes
 
+    @property
+    def pos_weight(self) -> np.ndarray | None:
+        """``use_weighted_loss`` for multi-label training: each class's negatives / positives."""
+        if self.hp.use_weighted_loss and self.hp.output == "multi_label":
+            return positive_weights(self.train)
+        return None
+
+    def _compile(self, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+        with self.strategy.scope():
+            compile_classifier(model, self.hp, self.num_classes, optimizer, self.pos_weight)
+
     def validation_pixels(self) -> tf.data.Dataset:
         if self._val_pixels is None:
             self._val_pixels = make_dataset(self.validation, self.spec, self.hp.batch_size, training=False, hp=self.hp)
@@ -107,8 +117,7 @@ class PhaseRunner:
     def evaluate_start(self) -> None:
         """Incremental training that keeps the head: the base version's own validation result is epoch 0."""
         assert self.best is not None
-        with self.strategy.scope():
-            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[0].main)
+        self._compile(self.model, self.optimizers[0].main)
         results = self.model.evaluate(self.validation_pixels(), verbose=0, return_dict=True)
         metrics = {f"val_{k}": float(v) for k, v in results.items()}
         self.best.offer(cb.Candidate(0, metrics))
@@ -133,8 +142,8 @@ class PhaseRunner:
             train_features, val_features = self._cached_features()
             with self.strategy.scope():  # a model built outside the scope cannot train mirrored variables
                 fitted = feature_cache.head_model(self.model)
-            train_ds = train_features.dataset(hp.batch_size, self.num_classes, shuffle_seed=hp.seed)
-            val_ds = val_features.dataset(hp.batch_size, self.num_classes, shuffle_seed=None)
+            train_ds = train_features.dataset(hp.batch_size, self.spec, shuffle_seed=hp.seed)
+            val_ds = val_features.dataset(hp.batch_size, self.spec, shuffle_seed=None)
         else:
             fitted = self.model
             train_ds = make_dataset(
@@ -142,8 +151,7 @@ class PhaseRunner:
             )
             val_ds = self.validation_pixels()
         self.model.set_backbone_optimizer(opts.backbone)
-        with self.strategy.scope():
-            compile_classifier(fitted, hp, self.num_classes, opts.main)
+        self._compile(fitted, opts.main)
         self.epoch_events.phase = phase.name
         self.epoch_events.backbone_optimizer = opts.backbone
         callbacks: list[keras.callbacks.Callback] = [self.epoch_events]
@@ -151,7 +159,12 @@ class PhaseRunner:
             callbacks.append(self.best)
         if phase.early_stopping:
             self.early_stop = cb.EarlyStop(
-                self.sink, hp.early_stopping_patience, hp.early_stopping_min_delta, hp.early_stopping_min_epochs, first
+                self.sink,
+                hp.early_stopping_patience,
+                hp.early_stopping_min_delta,
+                hp.early_stopping_min_epochs,
+                first,
+                tolerance=hp.early_stopping_tolerance,
             )
             callbacks.append(self.early_stop)
         callbacks.extend(self.shared_callbacks)
@@ -168,7 +181,8 @@ class PhaseRunner:
             epochs=first + phase.epochs,
             initial_epoch=start,
             callbacks=callbacks,
-            class_weight=class_weights(self.train) if hp.use_weighted_loss else None,
+            # Multi-class only: multi-label weighting is in the loss (pos_weight), binary in class_weight too.
+            class_weight=class_weights(self.train) if hp.use_weighted_loss and hp.output != "multi_label" else None,
             verbose=0,
         )
 
@@ -179,9 +193,9 @@ class PhaseRunner:
             batch = self.hp.batch_size
             pixels = make_dataset(self.train, self.spec, batch, training=False, hp=self.hp)
             spill = self.spill_dir
-            train = feature_cache.extract(extractor, pixels, self.train, spill / "train" if spill else None)
+            train = feature_cache.extract(extractor, pixels, self.train, self.spec, spill / "train" if spill else None)
             val = feature_cache.extract(
-                extractor, self.validation_pixels(), self.validation, spill / "validation" if spill else None
+                extractor, self.validation_pixels(), self.validation, self.spec, spill / "validation" if spill else None
             )
             images = len(train.labels) + len(val.labels)
             seconds = train.seconds + val.seconds
@@ -197,6 +211,18 @@ class PhaseRunner:
             self._features = (train, val)
         return self._features
 
+    def _multi_label_report(self) -> dict[str, float]:
+        """Per-class precision/recall/F1/AP and mAP of the published weights on validation, as a ``report`` event."""
+        probabilities, truth = [], []
+        for images, targets in self.validation_pixels():
+            probabilities.append(np.asarray(self.model.predict_on_batch(images)))
+            truth.append(targets.numpy())
+        report = multi_label_report(
+            np.concatenate(probabilities), np.concatenate(truth), self.train.class_names, self.hp.prediction_threshold
+        )
+        self.sink({"type": "report", "split": "validation", **report})
+        return {f"validation:{k}": float(report[k]) for k in SUMMARY_KEYS}
+
     def finish(self, initial_epoch: int) -> tuple[dict[str, float], dict[str, Any]]:
         """Put the published epoch's weights in place; its validation metrics and the run's training record."""
         history = self.epoch_events.history
@@ -209,10 +235,11 @@ class PhaseRunner:
                 exported, train_metrics = chosen.epoch, chosen.metrics
                 if chosen.epoch == 0:
                     log.warning("no epoch beat the base version on validation; publishing the base version's weights")
-        with self.strategy.scope():
-            compile_classifier(self.model, self.hp, self.num_classes, self.optimizers[-1].main)
+        self._compile(self.model, self.optimizers[-1].main)
         results = self.model.evaluate(self.validation_pixels(), verbose=0, return_dict=True)
         metrics = {f"validation:{k}": float(v) for k, v in results.items()}
+        if self.hp.output == "multi_label":
+            metrics.update(self._multi_label_report())
         metrics.update({f"train:{k}": float(v) for k, v in train_metrics.items() if not k.startswith("val_")})
         stopped_at = self.early_stop.stopped_epoch if self.early_stop is not None else None
         training = {

@@ -8,7 +8,7 @@ ops (see :mod:`trainer_svc.training.graph_preprocess`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ import tf_keras as keras
 from tfic import imaging
 from trainer_svc.data.source import DataSource
 from trainer_svc.training.hyperparameters import Hyperparameters
+from trainer_svc.training.mxnet_augment import MXNetAugmenter
 from trainer_svc.training.recipe import NONE as NO_AUGMENTATION
 from trainer_svc.training.recipe import Augmentation
 
@@ -31,45 +32,69 @@ class InputSpec:
     image_shape: tuple[int, int, int]
     interpolation: str
     num_classes: int
+    # multi_class: one-hot targets [C]; multi_label: multi-hot [C]; binary: [1], 1.0 for class index 1.
+    output: str = "multi_class"
 
 
-def _encoded(source: DataSource) -> tf.data.Dataset:
-    labels = np.asarray([s.label for s in source.samples], dtype=np.int32)
+def label_array(source: DataSource, output: str, num_classes: int) -> np.ndarray:
+    """Each sample's target before batching: int32 class indices [N] (one-hot later), or float32 [N, C] / [N, 1]."""
+    if output == "multi_class":
+        return np.asarray([s.label for s in source.samples], dtype=np.int32)
+    if output == "binary":
+        return np.asarray([[float(s.label)] for s in source.samples], dtype=np.float32).reshape(-1, 1)
+    hot = np.zeros((len(source.samples), num_classes), dtype=np.float32)
+    for i, sample in enumerate(source.samples):
+        hot[i, list(sample.labels)] = 1.0
+    return hot
+
+
+def targets(labels: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """A batch of :func:`label_array` rows as the loss expects them."""
+    return tf.one_hot(labels, spec.num_classes) if spec.output == "multi_class" else labels
+
+
+def _encoded(source: DataSource, spec: InputSpec) -> tf.data.Dataset:
+    labels = label_array(source, spec.output, spec.num_classes)
     if source.file_backed:
         paths = [s.path for s in source.samples]
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         return ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE)
 
-    def generate() -> Iterator[tuple[bytes, int]]:
-        for sample in source.samples:
-            yield source.read(sample), sample.label
+    def generate() -> Iterator[tuple[bytes, np.ndarray]]:
+        for sample, label in zip(source.samples, labels, strict=True):
+            yield source.read(sample), label
 
     return tf.data.Dataset.from_generator(
         generate,
-        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)),
+        output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec(labels.shape[1:], tf.as_dtype(labels.dtype))),
     ).apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 
-def _augmenter(aug: Augmentation, seed: int, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+def _augmenter(
+    aug: Augmentation, seed: int, image_shape: tuple[int, int, int]
+) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """MXNet's augmenter (``augmentation_type``, ``max_random_*``), then the TF algorithm's Keras layers."""
     if not aug.changes_pixels:
         return None
     height, width, _ = image_shape
+    mxnet = MXNetAugmenter(aug.mxnet, (height, width), seed) if aug.mxnet.changes_pixels else None
     steps: list[keras.layers.Layer] = []
-    if aug.mxnet_type in ("crop", "crop_color", "crop_color_transform"):
-        # MXNet's random crop: zoom in by up to ~12% and crop back to size.
-        steps.append(keras.layers.RandomZoom((-0.12, 0.0), seed=seed, fill_mode="reflect"))
-    if aug.mxnet_type in ("crop_color", "crop_color_transform"):
-        steps.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed))
-        steps.append(keras.layers.RandomContrast(0.2, seed=seed))
-    if aug.mxnet_type == "crop_color_transform":
-        steps.append(keras.layers.RandomRotation(10 / 360, seed=seed, fill_mode="reflect"))
     if aug.flip != "none":
         steps.append(keras.layers.RandomFlip(aug.flip, seed=seed))
     if aug.rotation > 0:
         steps.append(keras.layers.RandomRotation(aug.rotation, seed=seed, fill_mode="reflect"))
     if aug.zoom > 0:
         steps.append(keras.layers.RandomZoom(aug.zoom, seed=seed, fill_mode="reflect"))
-    return keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation")
+    layers = keras.Sequential([keras.Input((height, width, 3)), *steps], name="augmentation") if steps else None
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        if mxnet is not None:
+            images = mxnet(images)
+        if layers is not None:
+            images = layers(images, training=True)
+        return tf.clip_by_value(images, 0.0, 255.0)
+
+    return augment
 
 
 def decode_definition(data: tf.Tensor, size: tuple[int, int], interpolation: str) -> tf.Tensor:
@@ -96,7 +121,7 @@ def make_dataset(
     repeat: bool = False,
     augmentation: Augmentation = NO_AUGMENTATION,
 ) -> tf.data.Dataset:
-    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 [B, C] one-hot labels).
+    """Batches of (float32 [B, H, W, 3] pixels in 0..255, float32 targets: [B, C] one-/multi-hot or [B, 1]).
 
     ``training`` shuffles (seeded, reshuffled every epoch) and applies ``augmentation``; otherwise the
     order is the source's and the pixels are the definition's own.
@@ -105,7 +130,7 @@ def make_dataset(
     n = len(source.samples)
     decoded_bytes = n * height * width * 3
     cache = decoded_bytes <= cache_bytes
-    ds = _encoded(source)
+    ds = _encoded(source, spec)
     if training and not cache:
         ds = ds.shuffle(min(n, 50_000), seed=hp.seed, reshuffle_each_iteration=True)
 
@@ -119,17 +144,14 @@ def make_dataset(
             ds = ds.shuffle(n, seed=hp.seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    num_classes = spec.num_classes
 
     def to_float(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes)
+        return tf.cast(image, tf.float32), targets(label, spec)
 
     ds = ds.batch(batch_size, drop_remainder=False).map(to_float, num_parallel_calls=AUTOTUNE)
     augment = _augmenter(augmentation, hp.seed, spec.image_shape) if training else None
     if augment is not None:
-        ds = ds.map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y), num_parallel_calls=AUTOTUNE
-        )
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.experimental_deterministic = not training or augment is None
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -100,6 +100,11 @@ def _incremental(hp: Hyperparameters, base_model: str, class_names: tuple[str, .
             _class_mismatch(meta.labels, class_names, version_dir)
             + "; set reinitialize_top_layer=True to train a new head"
         )
+    if same_classes and reinit != "True" and meta.output != hp.output:
+        raise IncompatibleModel(
+            f"the base model {version_dir} is {meta.output.replace('_', '-')}, this run trains "
+            f"{hp.output.replace('_', '-')}: its head cannot be kept; set reinitialize_top_layer=True for a new one"
+        )
     keep_head = same_classes and reinit != "True"
     arch = meta.architecture
     shape = meta.image_shape

@@ -77,20 +77,39 @@ class LocalPredictor:
         return self.predict_prepared([self.prepare(data) for data in images])
 
 
-def result_for(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int = 0) -> dict[str, Any]:
-    order = np.argsort(-probabilities, kind="stable")
-    if top_k > 0:
-        order = order[:top_k]
+def result_for(
+    probabilities: np.ndarray,
+    labels: tuple[str, ...],
+    top_k: int = 0,
+    output: str = "multi_class",
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """SageMaker's verbose JSON for one image.
+
+    A binary model answers with its one probability (of the second label) and the label the threshold picks.
+    Multi-label models add ``predicted_labels``: every label whose probability is at least the model's
+    ``threshold``, most probable first (``predicted_label`` stays the most probable one, over the threshold
+    or not), and the ``threshold`` itself.
+    """
+    if output == "binary":  # SageMaker's shape: the one probability, of the positive (second) label
+        positive = float(probabilities[0])
         return {
-            "probabilities": [float(probabilities[i]) for i in order],
-            "labels": [labels[i] for i in order],
-            "predicted_label": labels[int(order[0])],
+            "probabilities": [positive],
+            "labels": [labels[1]],
+            "predicted_label": labels[1] if positive >= threshold else labels[0],
+            "threshold": threshold,
         }
-    return {
-        "probabilities": [float(p) for p in probabilities],
-        "labels": list(labels),
+    order = np.argsort(-probabilities, kind="stable")
+    shown = order[:top_k] if top_k > 0 else np.arange(len(probabilities))
+    result: dict[str, Any] = {
+        "probabilities": [float(probabilities[i]) for i in shown],
+        "labels": [labels[i] for i in shown],
         "predicted_label": labels[int(order[0])],
     }
+    if output == "multi_label":
+        result["predicted_labels"] = [labels[i] for i in order if probabilities[i] >= threshold]
+        result["threshold"] = threshold
+    return result
 
 
 def predict_paths(
@@ -112,7 +131,8 @@ def predict_paths(
             if p in errors:
                 yield {"source": str(p), "error": errors[p]}
             else:
-                yield {"source": str(p), **result_for(by_path[p], predictor.meta.labels, top_k)}
+                meta = predictor.meta
+                yield {"source": str(p), **result_for(by_path[p], meta.labels, top_k, meta.output, meta.threshold)}
 
 
 __all__ = ["InvalidImage", "LocalPredictor", "list_images", "predict_paths", "result_for"]

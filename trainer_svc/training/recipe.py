@@ -37,6 +37,53 @@ SAGEMAKER_EPOCHS = 3
 TFIC_BACKBONE_LR_MULTIPLIER = 0.1
 
 
+# The margin MXNet's random crop has in its usual set-up (images resized to 256, crops of 224): tfic resizes
+# whole images to image_shape, so augmentation_type=crop first scales by up to this much to have a margin.
+CROP_MARGIN_SCALE = 256 / 224
+
+
+@dataclass(frozen=True)
+class MXNetAugmentation:
+    """MXNet's ImageRecordIter augmenter (``src/io/image_aug_default.cc``), as SageMaker's MXNet algorithm sets it.
+
+    One affine warp (rotation, shear, aspect ratio, scale about the centre) of the image at the model's size,
+    a crop back to that size (random with ``random_crop``, else centred; padded with MXNet's white fill when
+    the image was scaled below 1), a random horizontal mirror, then one random shift of hue, lightness and
+    saturation per image in OpenCV's 8-bit HLS units. ``augmentation_type`` sets MXNet's levels
+    (``crop``: random crop and mirror; ``crop_color``: + HSL ±36/±50/±50; ``crop_color_transform``: + rotation
+    ≤ 10°, shear ≤ 0.1, aspect ±0.25); each ``max_random_*`` given overrides its level.
+    """
+
+    random_crop: bool = False
+    random_mirror: bool = False
+    max_rotate_angle: int = 0  # degrees
+    max_shear_ratio: float = 0.0
+    max_aspect_ratio: float = 0.0
+    min_scale: float = 1.0
+    max_scale: float = 1.0
+    random_h: int = 0  # OpenCV's hue units (half degrees: 0..180)
+    random_s: int = 0  # 0..255
+    random_l: int = 0  # 0..255
+
+    @property
+    def warps(self) -> bool:
+        return (
+            self.max_rotate_angle > 0
+            or self.max_shear_ratio > 0
+            or self.max_aspect_ratio > 0
+            or self.min_scale != 1.0
+            or self.max_scale != 1.0
+        )
+
+    @property
+    def colours(self) -> bool:
+        return self.random_h > 0 or self.random_s > 0 or self.random_l > 0
+
+    @property
+    def changes_pixels(self) -> bool:
+        return self.warps or self.colours or self.random_mirror
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Random transforms applied to training batches (pixels 0..255)."""
@@ -44,11 +91,11 @@ class Augmentation:
     flip: str = "none"  # none, horizontal, vertical, horizontal_and_vertical
     rotation: float = 0.0  # fraction of 2π
     zoom: float = 0.0  # fraction
-    mxnet_type: str = "none"  # MXNet's augmentation_type: none, crop, crop_color, crop_color_transform
+    mxnet: MXNetAugmentation = MXNetAugmentation()
 
     @property
     def changes_pixels(self) -> bool:
-        return self.flip != "none" or self.rotation > 0 or self.zoom > 0 or self.mxnet_type != "none"
+        return self.flip != "none" or self.rotation > 0 or self.zoom > 0 or self.mxnet.changes_pixels
 
 
 NONE = Augmentation()
@@ -196,17 +243,40 @@ def resolve(
     return Recipe(tuple(phases), export_epoch, evaluate_base)
 
 
+def mxnet_augmentation(hp: Hyperparameters) -> MXNetAugmentation:
+    """``augmentation_type``'s level (MXNet's ``set_data_aug_level``), overridden by each ``max_random_*`` given."""
+    level = ("none", "crop", "crop_color", "crop_color_transform").index(hp.augmentation_type)
+    crop, colour, transform = level >= 1, level >= 2, level >= 3
+
+    def given(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    return MXNetAugmentation(
+        random_crop=crop,
+        random_mirror=crop,
+        max_rotate_angle=int(given(hp.max_random_rotate_angle, 10 if transform else 0)),
+        max_shear_ratio=given(hp.max_random_shear_ratio, 0.1 if transform else 0.0),
+        max_aspect_ratio=given(hp.max_random_aspect_ratio, 0.25 if transform else 0.0),
+        min_scale=given(hp.min_random_scale, 1.0),
+        max_scale=given(hp.max_random_scale, max(CROP_MARGIN_SCALE, hp.min_random_scale or 1.0) if crop else 1.0),
+        random_h=int(given(hp.max_random_h, 36 if colour else 0)),
+        random_s=int(given(hp.max_random_s, 50 if colour else 0)),
+        random_l=int(given(hp.max_random_l, 50 if colour else 0)),
+    )
+
+
 def _explicit_augmentation(hp: Hyperparameters) -> Augmentation | None:
     """The augmentation the user asked for (SageMaker's settings), or None for "auto"."""
-    if hp.augmentation is None and hp.augmentation_type == "none":
+    mxnet = mxnet_augmentation(hp)
+    if hp.augmentation is None and hp.augmentation_type == "none" and not mxnet.changes_pixels:
         return None
     if not hp.augmentation:
-        return Augmentation(mxnet_type=hp.augmentation_type)
+        return Augmentation(mxnet=mxnet)
     return Augmentation(
         flip=hp.augmentation_random_flip,
         rotation=hp.augmentation_random_rotation,
         zoom=hp.augmentation_random_zoom,
-        mxnet_type=hp.augmentation_type,
+        mxnet=mxnet,
     )
 
 

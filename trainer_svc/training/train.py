@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Channel:
     uri: str
-    format: str | None = None  # folder, lst, recordio, tfrecord; None infers from the path
+    format: str | None = None  # folder, lst, recordio, tfrecord, manifest; None infers from the path
     image_root: str | None = None
+    attribute_names: tuple[str, ...] | None = None  # an augmented manifest's (SageMaker's AttributeNames)
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,23 @@ def work_dir_for(request: TrainRequest) -> Path:
 
 
 def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tuple[DataSource, DataSource]:
-    train = scan(
-        load_source(request.train.uri, request.train.format, request.train.image_root), workers=request.scan_workers
-    )
+    label_format = hp.label_format if hp.multi_label else "class-id"
+
+    def load(channel: Channel) -> DataSource:
+        source = load_source(
+            channel.uri,
+            channel.format,
+            channel.image_root,
+            label_format=label_format,
+            attribute_names=channel.attribute_names,
+        )
+        return scan(source, workers=request.scan_workers)
+
+    train = load(request.train)
+    # SageMaker's num_training_samples is the training channel's size, before tfic holds any of it out.
+    channel_images = len(train.samples)
     if request.validation is not None:
-        v = request.validation
-        validation = scan(load_source(v.uri, v.format, v.image_root), workers=request.scan_workers)
+        validation = load(request.validation)
         if validation.class_names != train.class_names:
             raise InvalidDataset(
                 f"validation classes {list(validation.class_names)} differ from "
@@ -93,15 +105,27 @@ def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tu
             )
     else:
         train, validation = stratified_split(train, hp.validation_split_ratio, hp.seed)
-    if train.multi_label:
+    if train.multi_label and not hp.multi_label:
         raise InvalidDataset(
-            "this dataset is multi-label (several label columns); multi-label training is not supported yet"
+            f"{train.description} is multi-label (several labels per image); train it with multi_label=1"
+        )
+    if hp.binary_mode and train.num_classes != 2:
+        raise InvalidDataset(
+            f"binary_mode needs exactly 2 classes (the second, {_second(train)}, is the positive one); "
+            f"the data has {train.num_classes}: {list(train.class_names)}"
         )
     if hp.num_classes and hp.num_classes != train.num_classes:
         raise InvalidHyperparameter(f"num_classes={hp.num_classes} but the data has {train.num_classes} classes")
-    if hp.num_training_samples and hp.num_training_samples != len(train.samples):
+    if hp.num_training_samples and hp.num_training_samples != channel_images:
+        held_out = (
+            f" ({len(train.samples)} train on after validation_split_ratio holds out {len(validation.samples)})"
+            if request.validation is None
+            else ""
+        )
         raise InvalidHyperparameter(
-            f"num_training_samples={hp.num_training_samples} but the training data has {len(train.samples)} images"
+            f"num_training_samples={hp.num_training_samples} but the training channel has {channel_images} "
+            f"decodable images{held_out}",
+            name="num_training_samples",
         )
     skipped = [{"key": s.key, "reason": s.reason} for s in (*train.skipped, *validation.skipped)]
     for s in skipped:
@@ -118,6 +142,10 @@ def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tu
     return train, validation
 
 
+def _second(source: DataSource) -> str:
+    return repr(source.class_names[1]) if source.num_classes > 1 else "index 1"
+
+
 def build_model(model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) -> keras.Model:
     fine_tune_pretrained = model_plan.pretrained and not hp.train_only_top_layer
     model = build_classifier(
@@ -129,6 +157,7 @@ def build_model(model_plan: ModelPlan, hp: Hyperparameters, num_classes: int) ->
         hp.regularizers_l2,
         hp.seed,
         backbone_inference_mode=fine_tune_pretrained or hp.train_only_top_layer,
+        output=hp.output,
     )
     if model_plan.restore_from is not None:
         _restore_base(model, model_plan, hp)
@@ -154,6 +183,7 @@ def _restore_base(model: keras.Model, model_plan: ModelPlan, hp: Hyperparameters
         hp.dropout_rate,
         hp.regularizers_l2,
         hp.seed,
+        output=old_meta.output,
     )
     restore_into(old, model_plan.restore_from)
     if model_plan.keep_head:
@@ -191,7 +221,7 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         can_cache=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
     )
     sink({"type": "recipe", **recipe.to_dict()})
-    spec = InputSpec(model_plan.image_shape, hp.image_resize_interpolation, train.num_classes)
+    spec = InputSpec(model_plan.image_shape, hp.image_resize_interpolation, train.num_classes, hp.output)
     steps_per_epoch = int(np.ceil(len(train.samples) / hp.batch_size))
 
     with strategy.scope():
@@ -219,7 +249,9 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         shared.append(cb.ProgressBar(steps_per_epoch, total))
     best = None
     if recipe.export_epoch == "best":
-        best = cb.BestEpoch(model, work / "best", writer=chief, resumed=initial_epoch > 0)
+        best = cb.BestEpoch(
+            model, work / "best", writer=chief, resumed=initial_epoch > 0, monitor=f"val_{hp.eval_metric}"
+        )
     runner = PhaseRunner(
         model=model,
         hp=hp,
@@ -253,6 +285,8 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         metrics=metrics,
         dataset_fingerprint=fingerprint,
         training=training,
+        output=hp.output,
+        threshold=hp.prediction_threshold,
     )
     history = runner.epoch_events.history
     if not chief:

@@ -173,3 +173,16 @@ def test_multi_hot_rows(images: Path) -> None:
 def test_write_lst_refuses_paths_that_would_break_the_format(tmp_path: Path) -> None:
     with pytest.raises(InvalidDataset, match="tabs or newlines"):
         write_lst(tmp_path / "x.lst", [LstRow(0, (0,), "bad\tname.png")])
+
+
+def test_auto_label_format_tells_multi_hot_from_class_ids(images: Path) -> None:
+    hot = _write(images, "0\t1\t0\t1\ta/0.png\n1\t0\t1\t0\tb/0.png\n2\t0\t0\t1\tc/0.png\n", "hot.lst")
+    assert [s.labels for s in read_lst(hot, label_format="auto").samples] == [(0, 2), (1,), (2,)]
+    ids = _write(images, "0\t0\t2\ta/0.png\n1\t1\tb/0.png\n", "ids.lst")
+    assert [s.labels for s in read_lst(ids, label_format="auto").samples] == [(0, 2), (1,)]
+    # Single-label rows are class ids whatever the format; class ids stay the default.
+    single = _write(images, "0\t1\ta/0.png\n1\t0\tb/0.png\n", "single.lst")
+    assert [s.labels for s in read_lst(single, label_format="auto").samples] == [(1,), (0,)]
+    with pytest.raises(InvalidDataset, match=r"a label is repeated in \(1, 0, 1\) \(it looks like a multi-hot vector"):
+        read_lst(hot)
+    assert [s.labels for s in read_lst(ids, label_format="class-id").samples] == [(0, 2), (1,)]

@@ -201,3 +201,17 @@ def test_stale_idx_is_reported(tmp_path: Path) -> None:
     (tmp_path / "s.idx").write_text("0 0\n")
     with pytest.raises(InvalidDataset, match=r"s.idx, line 1: expected 'key<TAB>byte offset'"):
         read_rec(rec)
+
+
+def test_multi_hot_records(tmp_path: Path, make_image: Callable[..., bytes]) -> None:
+    """im2rec --pack-label of a multi-hot list: the header's extra labels are one 0/1 per class."""
+    rec = tmp_path / "hot.rec"
+    _write_rec(rec, [(make_image(0), [1.0, 0.0, 1.0], 0), (make_image(1), [0.0, 1.0, 0.0], 1)])
+    source = read_rec(rec, label_format="auto")
+    assert source.multi_label and source.class_names == ("0", "1", "2")
+    assert [s.labels for s in source.samples] == [(0, 2), (1,)]
+    with pytest.raises(InvalidDataset, match="a label is repeated"):
+        read_rec(rec)
+    _write_rec(rec, [(make_image(0), [1.0, 0.0, 1.0], 0), (make_image(1), [0.0, 1.0], 1)])
+    with pytest.raises(InvalidDataset, match="2 multi-hot label values, but there are 3 classes"):
+        read_rec(rec, label_format="multi-hot")

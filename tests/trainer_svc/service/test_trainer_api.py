@@ -174,3 +174,26 @@ async def test_stopping_a_pending_job_stops_it_at_once(idle_trainer: Running) ->
     events = await idle_trainer.watch("queued")  # a late watcher gets the history, then the stream ends
     assert states_of(events) == [pb.JOB_STATE_PENDING, pb.JOB_STATE_STOPPED]
     assert [e.sequence for e in events] == [1, 2]
+
+
+async def test_a_manifest_naming_images_outside_the_data_roots_is_refused(
+    idle_trainer: Running, tmp_path: Path
+) -> None:
+    root = idle_trainer.settings.data_roots[0]
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not really")
+    folder = root / "manifests"
+    folder.mkdir(exist_ok=True)
+    (folder / "escape.manifest").write_text(
+        f'{{"source-ref": "../digits/digit_0/0000.png", "class": 0}}\n{{"source-ref": "{outside}", "class": 1}}\n'
+    )
+    error = await rpc_error(idle_trainer.create("escape", spec("manifests/escape.manifest")))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "escape.manifest, line 2: image" in (error.details() or "") and "outside the data roots" in (
+        error.details() or ""
+    )
+    job = spec("manifests/escape.manifest")
+    job.channels[0].attribute_names.extend(["source-ref"])
+    error = await rpc_error(idle_trainer.create("one-name", job))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "give two, the image's then the label's" in (error.details() or "")

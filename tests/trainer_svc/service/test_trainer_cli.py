@@ -59,3 +59,33 @@ async def test_errors_are_reported_with_the_servers_message(
     code, _, err = await _tfic(capsys, "jobs", "get", "nobody", *server)
     assert code == 2
     assert "no training job with id or name 'nobody'" in err
+
+
+async def test_mxnet_augmentation_and_binary_mode_pass_through_submit(
+    idle_trainer: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ("--server", f"127.0.0.1:{idle_trainer.port}")
+    code, out, _ = await _tfic(
+        capsys, "jobs", "submit", "digits", "--model-name", "m", "--name", "augmented", "--json",
+        "--augmentation_type", "crop_color", "--max_random_rotate_angle", "10", "--min-random-scale", "0.9",
+        "--early_stopping_tolerance", "0.01", *server,
+    )  # fmt: skip
+    assert code == 0
+    extra = json.loads(out)["spec"]["hyperparameters"]["extra"]
+    assert (extra["max_random_rotate_angle"], extra["min_random_scale"]) == ("10", "0.9")
+    path = idle_trainer.settings.state_dir.parent / "hp.json"
+    path.write_text(json.dumps({"max_random_hue": "36"}))
+    code, _, err = await _tfic(
+        capsys, "jobs", "submit", "digits", "--model-name", "m", "--hyperparameters", str(path), *server
+    )
+    assert code == 2
+    assert "unknown hyperparameter 'max_random_hue'; did you mean 'max_random_h'" in err
+    code, out, _ = await _tfic(
+        capsys, "jobs", "submit", "digits", "--model-name", "m", "--name", "binary", "--json",
+        "--binary_mode", "true", "--eval_metric", "prc", "--prediction_threshold", "0.4", *server,
+    )  # fmt: skip
+    assert code == 0
+    extra = json.loads(out)["spec"]["hyperparameters"]["extra"]
+    assert (extra["binary_mode"], extra["eval_metric"], extra["prediction_threshold"]) == ("true", "prc", "0.4")
+    code, _, err = await _tfic(capsys, "jobs", "submit", "digits", "--model-name", "m", "--eval_metric", "auc", *server)
+    assert code == 2 and "eval_metric=auc needs binary_mode=true" in err

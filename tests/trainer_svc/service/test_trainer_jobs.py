@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from trainer_harness import StartTrainer, model_versions, spec, states_of
 
+from tfic.modeldir import read_metadata
 from tfic.v1 import trainer_pb2 as pb
 
 
@@ -57,3 +59,29 @@ async def test_a_queued_job_waits_for_a_stopped_one_then_completes(start_trainer
     assert not (trainer.settings.jobs_dir / short.job_id / "work").exists()
 
     assert await trainer.watch("short") == short_events  # joining after the end replays the same stream
+
+
+async def test_a_multi_label_job_trains_sigmoids_and_reports_per_class(start_trainer: StartTrainer) -> None:
+    """multi_label=1 passes through the service: a multi-hot .lst of the digits' attributes (even, has a loop)."""
+    trainer = await start_trainer(max_concurrent_jobs=1)
+    root = trainer.settings.data_roots[0]
+    lists = root / "attribute-lists"
+    lists.mkdir(exist_ok=True)
+    rows = []
+    for i, path in enumerate(sorted((root / "digits").rglob("*.png"))):
+        digit = int(path.parent.name.split("_")[1])
+        hot = [int(digit < 5), int(digit >= 5), int(digit % 2 == 0), int(digit in (0, 6, 8, 9))]
+        rows.append("\t".join([str(i), *map(str, hot), str(path.relative_to(root / "digits"))]))
+    (lists / "attributes.lst").write_text("\n".join(rows) + "\n")
+    (lists / "labels.json").write_text(json.dumps({"labels": ["small", "big", "even", "loop"]}))
+    job = spec(uri="attribute-lists/attributes.lst", epochs=1, model_name="attributes", multi_label="1")
+    job.channels[0].image_root = "digits"
+    await trainer.create("attributes", job)
+    events = await asyncio.wait_for(trainer.watch("attributes"), timeout=180)
+    assert states_of(events)[-1] == pb.JOB_STATE_COMPLETED
+    assert any(
+        e.WhichOneof("event") == "message" and "multi-label" in e.message and "mAP=" in e.message for e in events
+    )
+    (output,) = [e.model for e in events if e.WhichOneof("event") == "model"]
+    meta = read_metadata(trainer.settings.model_base_path / "attributes" / str(output.version))
+    assert meta.output == "multi_label" and meta.labels == ("small", "big", "even", "loop")

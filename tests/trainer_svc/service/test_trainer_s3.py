@@ -11,6 +11,7 @@ import grpc
 import pytest
 from trainer_harness import StartTrainer, rpc_error, spec
 
+from tfic.modeldir import read_metadata
 from tfic.v1 import trainer_pb2 as pb
 from tfic_cli.main import main as tfic
 
@@ -75,3 +76,41 @@ async def test_train_from_an_s3_channel(
     assert not (trainer.settings.jobs_dir / final["job_id"] / "cache").exists()  # the download is cleaned up
     job = await trainer.get("from-s3")
     assert job.state == pb.JOB_STATE_COMPLETED
+
+
+async def test_an_augmented_manifest_of_s3_images_trains_through_the_service_and_the_cli(
+    start_trainer: StartTrainer, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SageMaker's pipe-mode input: JSON Lines naming s3:// images, labels under an AttributeNames attribute."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="digits/")["Contents"]]
+    folders = sorted({k.split("/")[1] for k in keys})
+    lines = [
+        {"source-ref": f"s3://{BUCKET}/{k}", "label": str(folders.index(k.split("/")[1])),
+         "label-metadata": {"class-name": k.split("/")[1], "type": "groundtruth/image-classification"}}
+        for k in keys[::2]
+    ]  # fmt: skip
+    client.put_object(Bucket=BUCKET, Key="manifests/digits.manifest", Body="".join(json.dumps(x) + "\n" for x in lines))
+    uri = f"s3://{BUCKET}/manifests/digits.manifest"
+    tiny = ["--epochs", "1", "--model", "small_cnn", "--image_shape", "3,16,16", "--seed", "7"]
+
+    trainer = await start_trainer(s3_endpoint_url=s3_endpoint)
+    argv = ["jobs", "submit", uri, "--attribute-names", "source-ref,label", "--model-name", "from-manifest",
+            *tiny, "--wait", "--json", "--server", f"127.0.0.1:{trainer.port}"]  # fmt: skip
+    capsys.readouterr()
+    code = await asyncio.to_thread(tfic, argv)
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert code == 0 and final["state"] == "JOB_STATE_COMPLETED", final
+    assert final["spec"]["channels"][0]["attribute_names"] == ["source-ref", "label"]
+    meta = read_metadata(trainer.settings.model_base_path / "from-manifest" / "1")
+    assert meta.labels == tuple(folders)  # Ground Truth's class-name metadata names the classes
+
+    # tfic train reads the same manifest from S3 (and its images), without the service.
+    base = tmp_path / "models"
+    argv = ["train", uri, "--model-base-path", str(base), "--model-name", "local", "--s3-endpoint-url",
+            s3_endpoint, "--no-progress", *tiny]  # fmt: skip
+    assert await asyncio.to_thread(tfic, argv) == 0
+    assert read_metadata(base / "local" / "1").labels == tuple(folders)
+    assert not (base / ".work" / "local.s3").exists()  # the copy is gone once the version is published

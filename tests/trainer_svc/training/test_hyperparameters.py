@@ -56,7 +56,7 @@ def test_unknown_name_suggests_the_closest() -> None:
         ({"lr_scheduler_step": "5,3"}, r"expected increasing positive epoch numbers"),
         ({"lr_scheduler_step": "10", "epochs": "3"}, r"steps beyond epochs=3"),
         ({"momentum": "nan"}, r"momentum: expected a finite number"),
-        ({"multi_label": "1"}, r"multi-label training is not supported yet"),
+        ({"label_format": "multi-hot"}, r"label_format=multi-hot applies to multi-label training: set multi_label=1"),
         ({"kv_store": "dist_sync"}, r"use --strategy multi-worker"),
         ({"epsilon": "1e-8", "eps": "1e-7"}, r"epsilon is given twice"),
     ],
@@ -81,3 +81,56 @@ def test_json_file(tmp_path: Path) -> None:
     path.write_text("{nope")
     with pytest.raises(InvalidHyperparameter, match="is not valid JSON"):
         load_json(path)
+
+
+def test_mxnet_augmentation_names_are_accepted_with_their_ranges() -> None:
+    hp = parse(
+        {
+            "max_random_aspect_ratio": "0.25",
+            "max_random_h": "36",
+            "max_random_s": "50",
+            "max_random_l": "50",
+            "max_random_rotate_angle": "10",
+            "max_random_shear_ratio": "0.1",
+            "min_random_scale": "0.9",
+            "max_random_scale": "1.2",
+            "early_stopping_tolerance": "0.01",
+        }
+    )
+    assert (hp.max_random_h, hp.max_random_s, hp.max_random_l, hp.max_random_rotate_angle) == (36, 50, 50, 10)
+    assert (hp.min_random_scale, hp.max_random_scale, hp.early_stopping_tolerance) == (0.9, 1.2, 0.01)
+    for values, message in [
+        ({"max_random_h": "181"}, r"max_random_h=181 is out of range: must be auto, or >= 0 and <= 180"),
+        ({"max_random_l": "256"}, r"max_random_l=256 is out of range"),
+        ({"max_random_rotate_angle": "2.5"}, r"max_random_rotate_angle: expected an integer"),
+        ({"max_random_aspect_ratio": "1"}, r"max_random_aspect_ratio=1 is out of range: must be auto, or >= 0 and < 1"),
+        ({"min_random_scale": "0"}, r"min_random_scale=0 is out of range"),
+        ({"min_random_scale": "1.5"}, r"min_random_scale=1.5 is above max_random_scale=1 \(the default 1\)"),
+        ({"min_random_scale": "0.9", "max_random_scale": "0.8"}, r"min_random_scale=0.9 is above max_random_scale"),
+        ({"early_stopping_tolerance": "1.5"}, r"early_stopping_tolerance=1.5 is out of range"),
+        ({"early_stopping_tolerance": "0.1", "early_stopping_min_delta": "0.01"}, r"give one"),
+    ]:
+        with pytest.raises(InvalidHyperparameter, match=message):
+            parse(values)
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggested"),
+    [
+        ("min_random_scal", "'min_random_scale'"),
+        ("max_random_rotation", "'max_random_rotate_angle'"),
+        ("max_random_hue", "'max_random_h'"),
+        ("max_random_shear", "'max_random_shear_ratio'"),
+        ("max_rotate_angle", "'max_random_rotate_angle'"),
+        ("augmentation_random_rotate", "'augmentation_random_rotation'"),
+        ("early_stoping_tolerance", "'early_stopping_tolerance'"),
+    ],
+)
+def test_did_you_mean_suggests_the_names_own_family_first(typo: str, suggested: str) -> None:
+    with pytest.raises(InvalidHyperparameter) as info:
+        parse({typo: "1"})
+    hint = info.value.message.split("did you mean ", 1)[1].split("?")[0]
+    assert hint.startswith(suggested)
+    # A misspelt MXNet augmentation name is never pointed at the TF algorithm's augmentation_* family.
+    if typo.startswith(("max_random", "min_random")):
+        assert "augmentation" not in hint

@@ -121,3 +121,26 @@ def test_head_epochs_where_there_is_no_head_warm_up_is_refused() -> None:
         resolve(parse({"train_only_top_layer": "true", "head_epochs": "4"}), **TRANSFER)
     with pytest.raises(InvalidHyperparameter, match="no pretrained backbone"):
         resolve(parse({"head_epochs": "4"}), pretrained=False, new_head=True, incremental=False)
+
+
+def test_augmentation_type_sets_mxnets_levels_and_max_random_names_override_them() -> None:
+    from trainer_svc.training.recipe import CROP_MARGIN_SCALE, MXNetAugmentation
+
+    def mxnet(values: dict[str, str]) -> MXNetAugmentation:
+        return resolve(parse(values), pretrained=False, new_head=True, incremental=False).phases[0].augmentation.mxnet
+
+    crop = mxnet({"augmentation_type": "crop"})
+    assert crop.random_crop and crop.random_mirror and crop.max_scale == pytest.approx(CROP_MARGIN_SCALE)
+    assert not crop.colours and crop.max_rotate_angle == 0
+    colour = mxnet({"augmentation_type": "crop_color"})
+    assert (colour.random_h, colour.random_s, colour.random_l) == (36, 50, 50) and colour.max_shear_ratio == 0
+    transform = mxnet({"augmentation_type": "crop_color_transform"})
+    assert (transform.max_rotate_angle, transform.max_shear_ratio, transform.max_aspect_ratio) == (10, 0.1, 0.25)
+    overridden = mxnet({"augmentation_type": "crop_color_transform", "max_random_h": "0", "max_random_scale": "1.5"})
+    assert overridden.random_h == 0 and overridden.random_s == 50 and overridden.max_scale == 1.5
+    # Alone, a max_random_* name augments (without a random crop or mirror, as MXNet without rand_crop).
+    alone = mxnet({"max_random_rotate_angle": "15"})
+    assert alone == MXNetAugmentation(max_rotate_angle=15)
+    (frozen,) = resolve(parse({"train_only_top_layer": "true", "max_random_l": "20"}), **TRANSFER).phases
+    assert frozen.augmentation.mxnet.random_l == 20 and not frozen.cache_features
+    assert resolve(parse({}), **TRANSFER).phases[1].augmentation.mxnet == MXNetAugmentation()

@@ -51,6 +51,26 @@ def test_second_run_writes_version_two_and_logs_every_epoch(tmp_path: Path, digi
     assert not (tmp_path / "models" / ".work" / "m").exists()
 
 
+def test_mxnet_augmentation_trains_and_num_training_samples_is_the_channels_size(
+    tmp_path: Path, few_digits: Path
+) -> None:
+    """SageMaker users pass the channel's size (120 here), not what is left after the validation split (100)."""
+    events: list[dict[str, Any]] = []
+    hp = {"epochs": "1", "augmentation_type": "crop_color_transform", "max_random_scale": "1.3",
+          "max_random_h": "10", "num_training_samples": "120"}  # fmt: skip
+    result = run(_request(few_digits, tmp_path, hp=hp), events.append)
+    assert result.path is not None
+    (recipe,) = [e for e in events if e["type"] == "recipe"]
+    mxnet = recipe["phases"][0]["augmentation"]["mxnet"]
+    assert (mxnet["random_crop"], mxnet["max_rotate_angle"], mxnet["max_scale"], mxnet["random_h"]) == (
+        True, 10, 1.3, 10,
+    )  # fmt: skip
+    assert next(e for e in events if e["type"] == "data")["train_images"] == 100
+    with pytest.raises(InvalidHyperparameter, match=r"num_training_samples=100 but the training channel has 120 "
+                       r"decodable images \(100 train on after validation_split_ratio holds out 20\)"):  # fmt: skip
+        run(_request(few_digits, tmp_path, hp={"num_training_samples": "100"}))
+
+
 @pytest.mark.slow
 def test_the_demo_recipe_reaches_the_floor_on_all_digits(tmp_path: Path) -> None:
     """The issue's floor (>= 0.97 validation accuracy) on the full 1,797 digits; `make demo` checks it too."""

@@ -217,3 +217,21 @@ def test_a_resumed_run_publishes_a_best_epoch_from_before_the_interruption(tmp_p
     # The weights came back from the work directory: they measure what that epoch measured.
     assert meta.metrics["validation:accuracy"] == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)
     assert meta.metrics["train:loss"] == pytest.approx(best["metrics"]["loss"])
+
+
+def test_early_stopping_tolerance_is_mxnets_relative_rule_on_validation_accuracy() -> None:
+    from trainer_svc.training.callbacks import EarlyStop
+
+    events: list[dict[str, Any]] = []
+    stop = EarlyStop(events.append, patience=2, min_delta=0.0, min_epochs=0, first_epoch=0, tolerance=0.1)
+    stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    # 0.50 → 0.56 is +12 % (better); 0.60 is +7 % of 0.56 (not, though absolute +0.04); 0.62 +11 % (better);
+    # then two epochs under +10 % of 0.62 stop it, although accuracy still rises and loss falls.
+    for epoch, accuracy in enumerate([0.50, 0.56, 0.60, 0.62, 0.66, 0.68]):
+        stop.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": 1.0 - accuracy})
+        if stop.stopped_epoch is not None:
+            break
+    assert stop.stopped_epoch == 6 and stop.best_epoch == 4
+    (event,) = events
+    rule = "validation accuracy has not improved by more than 0.1 of the best (relative) for 2 epochs"
+    assert rule in event["reason"]
