@@ -174,3 +174,27 @@ async def test_stopping_a_pending_job_stops_it_at_once(idle_trainer: Running) ->
     events = await idle_trainer.watch("queued")  # a late watcher gets the history, then the stream ends
     assert states_of(events) == [pb.JOB_STATE_PENDING, pb.JOB_STATE_STOPPED]
     assert [e.sequence for e in events] == [1, 2]
+
+
+@pytest.mark.parametrize("how", ["uri", "glob", "image_root", "base_model", "s3"])
+async def test_a_nul_byte_in_a_path_is_invalid_argument(idle_trainer: Running, how: str) -> None:
+    """``realpath`` raises ValueError("embedded null byte") on one: the caller's mistake, not an INTERNAL."""
+    request = spec()
+    given = "digits\x00/../etc"
+    if how == "uri":
+        request.channels[0].uri = given
+    elif how == "glob":
+        given = "records/*\x00.tfrecord"
+        request.channels[0].uri = given
+    elif how == "image_root":
+        request.channels[0].image_root = given
+    elif how == "s3":
+        given = "s3://bucket/train\x00"
+        request.channels[0].uri = given
+    else:
+        given = "./models/\x00flowers"
+        request.base_model = given
+    error = await rpc_error(idle_trainer.create(f"nul-{how.replace('_', '-')}", request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert f"{given!r} contains a NUL byte" in (error.details() or "")
+    assert (await idle_trainer.stub.ListTrainingJobs(pb.ListTrainingJobsRequest())).jobs == []
