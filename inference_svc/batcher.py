@@ -43,7 +43,7 @@ from functools import partial
 
 import numpy as np
 
-from inference_svc.metrics import Metrics
+from inference_svc.metrics import Metrics, cancel_reason
 from inference_svc.settings import BatchingSettings
 from inference_svc.workers import WorkerPool
 from tfic.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
@@ -222,15 +222,17 @@ class Batcher:
                     self._timer = self._loop.call_later(due - now, self._dispatch)
                     break
             self._start(now)
+        if self._running == 0 and not self._pending:
+            self._idle.set()  # also when the queue emptied by dropping expired requests: close() waits for this
 
     def _drop_dead(self, now: float) -> None:
         """Drop queued requests whose caller is gone or whose deadline has passed (oldest first)."""
         kept: deque[_Task] = deque()
         dropped = 0
         for task in self._pending:
-            if task.future.done():  # cancelled by the caller
+            if task.future.done():  # the caller's task was cancelled: it went away, or its deadline expired
                 dropped += 1
-                self._count_dropped("cancelled")
+                self._count_dropped(cancel_reason(task.deadline, now))
             elif task.deadline is not None and task.deadline <= now:
                 task.future.set_exception(
                     DeadlineExceeded(f"model {self.model}: the deadline passed while the request was queued")

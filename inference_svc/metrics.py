@@ -28,6 +28,22 @@ _LATENCY = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 
 _DECODE = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 _QUEUE = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# gRPC cancels a handler when its deadline expires, exactly as when the client goes away; the two are told
+# apart by the deadline the handler saw (``context.time_remaining()`` at its start, so it may run a little
+# late against the transport's own clock).
+DEADLINE_SLACK_SECONDS = 0.01
+
+
+def cancel_reason(deadline: float | None, now: float | None = None) -> str:
+    """Why work whose caller stopped waiting was abandoned: ``deadline`` if its deadline had come, else
+    ``cancelled`` (the client went away)."""
+    if deadline is None:
+        return "cancelled"
+    return (
+        "deadline" if (time.monotonic() if now is None else now) >= deadline - DEADLINE_SLACK_SECONDS else "cancelled"
+    )
+
+
 _PADDING = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -94,9 +110,10 @@ class Metrics:
         """One unit of work skipped at ``stage`` (decode, batch) because of ``reason`` (deadline, cancelled)."""
         self.child(self.dropped, stage, reason).inc()
 
-    def track(self, model: str, method: str) -> RequestTracker:
-        """``with metrics.track(model, method):`` counts the request, its code and duration."""
-        return RequestTracker(self, model, method)
+    def track(self, model: str, method: str, deadline: float | None = None) -> RequestTracker:
+        """``with metrics.track(model, method, deadline):`` counts the request, its code and duration; a call
+        cancelled at its ``deadline`` (``time.monotonic()``) counts as DEADLINE_EXCEEDED, as its client saw it."""
+        return RequestTracker(self, model, method, deadline)
 
     def serve(self, host: str, port: int) -> int:
         """Expose ``/metrics`` over HTTP on a side port; returns the port bound."""
@@ -113,12 +130,13 @@ class Metrics:
 
 
 class RequestTracker:
-    __slots__ = ("_method", "_metrics", "_model", "_start")
+    __slots__ = ("_deadline", "_method", "_metrics", "_model", "_start")
 
-    def __init__(self, metrics: Metrics, model: str, method: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, method: str, deadline: float | None = None) -> None:
         self._metrics = metrics
         self._model = model
         self._method = method
+        self._deadline = deadline
         self._start = 0.0
 
     def __enter__(self) -> RequestTracker:
@@ -135,7 +153,7 @@ class RequestTracker:
             code = "OK"
         elif isinstance(exc, Exception):
             code = status_for(exc).grpc_code
-        else:  # asyncio.CancelledError: the client went away
-            code = "CANCELLED"
+        else:  # asyncio.CancelledError: the client went away, or its deadline expired
+            code = "DEADLINE_EXCEEDED" if cancel_reason(self._deadline) == "deadline" else "CANCELLED"
         m.child(m.requests, self._model, self._method, code).inc()
         m.child(m.request_duration, self._model, self._method).observe(time.perf_counter() - self._start)

@@ -17,6 +17,7 @@ Relative ``base_path`` values are taken relative to the file's directory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,16 +107,41 @@ def scan_base_path(base: Path, policy: VersionPolicy, model_name: str = "") -> l
     return configs
 
 
-def version_fingerprints(base: Path) -> dict[int, tuple[int, int]]:
-    """Published versions and a (mtime, size) fingerprint of each saved_model.pb.
+Fingerprint = tuple[int, int, int]  # files, total bytes, newest mtime (ns) under a version's folder
 
-    A version that failed to load is retried only when its fingerprint changes.
+
+def version_fingerprint(folder: Path) -> Fingerprint | None:
+    """What changes when any file of a version is added, removed, rewritten or resized; None without a
+    ``saved_model.pb`` (not published yet).
+
+    Every file counts, not only ``saved_model.pb``: a non-atomic copy can land the graph before its variables,
+    and the version must be retried when they arrive (their copied mtimes may be old, so count and size count).
     """
-    found: dict[int, tuple[int, int]] = {}
+    try:
+        (folder / "saved_model.pb").stat()
+    except OSError:
+        return None
+    files = size = newest = 0
+    for top, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(top, name))
+            except OSError:
+                continue  # removed while we looked: the next scan sees the result
+            files += 1
+            size += st.st_size
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    return files, size, newest
+
+
+def version_fingerprints(base: Path) -> dict[int, Fingerprint]:
+    """Published versions and a fingerprint of all the files of each (:func:`version_fingerprint`).
+
+    A version that failed to load is retried when its fingerprint changes.
+    """
+    found: dict[int, Fingerprint] = {}
     for version in list_versions(base):
-        try:
-            st = (base / str(version) / "saved_model.pb").stat()
-        except OSError:
-            continue
-        found[version] = (st.st_mtime_ns, st.st_size)
+        fingerprint = version_fingerprint(base / str(version))
+        if fingerprint is not None:
+            found[version] = fingerprint
     return found

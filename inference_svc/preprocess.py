@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from inference_svc.metrics import Metrics
+from inference_svc.metrics import Metrics, cancel_reason
 from inference_svc.workers import WorkerPool
 from tfic.errors import DeadlineExceeded, ImageTooLarge, InvalidArgument, InvalidImage, ResourceExhausted, TficError
 from tfic.imaging import DEFAULT_LIMITS, DecodeLimits, decode_resize
@@ -38,9 +39,10 @@ class Preprocessor:
         self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
         self._queued = 0  # images submitted and not finished; touched on the event loop only
 
-    def _count_cancelled(self) -> None:
+    def _count_cancelled(self, args: tuple[Any, ...]) -> None:
         if self._metrics is not None:
-            self._metrics.count_dropped("decode", "cancelled")
+            deadline = args[-1]  # decode_one's
+            self._metrics.count_dropped("decode", cancel_reason(deadline))
 
     def decode_one(
         self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray, deadline: float | None = None

@@ -11,7 +11,8 @@ those on disk; then:
   to the newest AVAILABLE version — and released once its last in-flight request has finished;
 * a version that fails to load is FAILED with its error (logged, counted in
   ``tfic_inference_model_loads_total{outcome="failure"}``) while the previous one keeps
-  serving; it is retried when its ``saved_model.pb`` changes.
+  serving; it is retried when any of its files changes (a copy that landed ``saved_model.pb`` before the
+  variables is retried when they arrive), and its status says so.
 
 Requests hold a :class:`Lease` on the version they were routed to from routing to response, so a
 swap never fails a request. All state lives on the event loop; only loading, warm-up, unloading
@@ -34,7 +35,13 @@ import numpy as np
 
 from inference_svc.batcher import Batcher
 from inference_svc.metrics import UNKNOWN_MODEL, Metrics
-from inference_svc.modelconfig import ModelConfig, read_model_config, scan_base_path, version_fingerprints
+from inference_svc.modelconfig import (
+    Fingerprint,
+    ModelConfig,
+    read_model_config,
+    scan_base_path,
+    version_fingerprints,
+)
 from inference_svc.runtime.base import Runtime, RuntimeFactory
 from inference_svc.settings import BatchingSettings, Settings
 from tfic.errors import InvalidArgument, ModelNotFound, NotFound, TficError, Unavailable
@@ -43,6 +50,9 @@ from tfic.modeldir import PREPROCESSING_DEFINITION, ModelMetadata, read_metadata
 log = logging.getLogger(__name__)
 
 _MAX_ERROR = 2000
+# Said in the version's status (ListModels, GetModel, GetModelStatus), so whoever reads the error knows what
+# brings the version back.
+RETRY_NOTE = " (retried when any file of the version changes)"
 
 
 class VersionState(enum.Enum):
@@ -75,7 +85,7 @@ class ServedVersion:
     model: str
     version: int
     path: Path
-    fingerprint: tuple[int, int]
+    fingerprint: Fingerprint
     state: VersionState = VersionState.LOADING
     error: str = ""
     metadata: ModelMetadata | None = None
@@ -109,7 +119,7 @@ class Lease:
 @dataclass(eq=False)
 class _Model:
     config: ModelConfig
-    on_disk: dict[int, tuple[int, int]] = field(default_factory=dict)
+    on_disk: dict[int, Fingerprint] = field(default_factory=dict)
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     removed: bool = False
 
@@ -169,7 +179,7 @@ class ModelRepository:
         for model in list(self._models.values()):
             self._reconcile(model)
 
-    def _scan(self) -> list[tuple[ModelConfig, dict[int, tuple[int, int]]]]:
+    def _scan(self) -> list[tuple[ModelConfig, dict[int, Fingerprint]]]:
         settings = self._settings
         if settings.model_config_file is not None:
             path = settings.model_config_file
@@ -309,7 +319,7 @@ class ModelRepository:
         except Exception as exc:
             message = str(exc) if isinstance(exc, TficError) else f"{type(exc).__name__}: {exc}"
             served.state = VersionState.FAILED
-            served.error = message[:_MAX_ERROR]
+            served.error = message[: _MAX_ERROR - len(RETRY_NOTE)] + RETRY_NOTE
             log.error("failed to load %s version %d: %s", name, version, served.error)
             if self._metrics is not None:
                 self._metrics.model_loads.labels(name, "failure").inc()

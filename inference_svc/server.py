@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from inference_svc.servicers.classifier import SERVICE_NAME as CLASSIFIER
 from inference_svc.servicers.classifier import ClassifierServicer
 from inference_svc.servicers.tfserving_api import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
 from inference_svc.settings import Settings
+from tfic import grpc_security as security
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
 from tfic.v1 import classifier_pb2_grpc
@@ -137,7 +139,10 @@ class InferenceServer:
 
     async def start(self) -> InferenceServer:
         s = self.settings
-        server = aio.server(interceptors=[_ErrorInterceptor()], options=grpc_options(s))
+        credentials = security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
+        server = aio.server(
+            interceptors=[*security.interceptors(s.auth_token), _ErrorInterceptor()], options=grpc_options(s)
+        )
         classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.predictor, self.metrics), server
@@ -148,18 +153,33 @@ class InferenceServer:
         reflection.enable_server_reflection(names, server)
         for service in READINESS_SERVICES:
             await self.health.set(service, NOT_SERVING)
+        address = f"{s.host}:{s.port}"
         try:
-            self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
-            raise FailedPrecondition(f"cannot listen on {s.host}:{s.port}: {exc}") from None
+            raise FailedPrecondition(f"cannot listen on {address}: {exc}") from None
+        if self.port == 0:
+            raise FailedPrecondition(f"cannot listen on {address} (in use?)")
+        metrics_host = s.metrics_host or s.host
         if s.metrics_port >= 0:
             try:
-                self.metrics_port = self.metrics.serve(s.host, s.metrics_port)
+                self.metrics_port = self.metrics.serve(metrics_host, s.metrics_port)
             except OSError as exc:
-                raise FailedPrecondition(f"cannot serve metrics on {s.host}:{s.metrics_port}: {exc}") from None
+                raise FailedPrecondition(f"cannot serve metrics on {metrics_host}:{s.metrics_port}: {exc}") from None
         await server.start()
         self._server = server
-        log.info("inference service listening on %s:%d", s.host, self.port)
+        how = security.describe(s.tls_cert, s.tls_client_ca, s.auth_token)
+        metrics = f"http://{metrics_host}:{self.metrics_port}/metrics" if self.metrics_port is not None else "off"
+        # On stderr whatever the log level, as the gateway does: scripts and `tfic up` wait for this line.
+        line = f"tfic inference service listening on {s.host}:{self.port} ({how}; metrics {metrics})"
+        if s.port_file is not None:
+            partial = s.port_file.with_name(s.port_file.name + ".partial")
+            partial.write_text(f"{self.port}\n")
+            partial.replace(s.port_file)  # atomic: a reader never sees a half-written port
+        print(line, file=sys.stderr, flush=True)
         await self.repository.start()
         await self._update_health()
         return self
@@ -178,6 +198,8 @@ class InferenceServer:
         await self.repository.close()
         self.preprocessor.close()
         self.metrics.close()
+        if self.settings.port_file is not None and self.port:
+            self.settings.port_file.unlink(missing_ok=True)
         close = getattr(self._factory, "close", None)
         if close is not None:
             close()

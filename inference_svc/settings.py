@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tfic import grpc_security as security
 from tfic.errors import InvalidArgument
 from tfic.imaging import DecodeLimits
 from tfic.settings import check, nested, setting
@@ -110,6 +111,7 @@ class VersionPolicy:
 
 
 SERVER = "server"
+SECURITY = "security (off by default; docs/inference.md, Security)"
 REPOSITORY = "model repository"
 BATCHING = "dynamic batching (per model: --batching-config)"
 LIMITS = "preprocessing and limits"
@@ -204,6 +206,19 @@ class Settings:
     metrics_port: int = setting(
         9100, "Prometheus /metrics port (0: any free port, negative: off)", maximum=65535, group=SERVER
     )
+    metrics_host: str = setting(
+        "",
+        "address the /metrics endpoint listens on (plain HTTP, no token: 127.0.0.1 keeps it off the network)",
+        default_text="--host",
+        group=SERVER,
+    )
+    port_file: Path | None = setting(
+        None, "write the bound gRPC port to this file once listening (with --port 0)", group=SERVER
+    )
+    tls_cert: Path | None = setting(None, security.TLS_CERT_HELP, group=SECURITY)
+    tls_key: Path | None = setting(None, security.TLS_KEY_HELP, group=SECURITY)
+    tls_client_ca: Path | None = setting(None, security.TLS_CLIENT_CA_HELP, group=SECURITY)
+    auth_token: str | None = setting(None, security.AUTH_TOKEN_HELP, group=SECURITY)
     # Read by the entry point, which creates the loop.
     event_loop: str = setting(
         "uvloop",
@@ -330,6 +345,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         check(self)
+        security.check_settings(self.tls_cert, self.tls_key, self.tls_client_ca, self.auth_token)
         if self.model_base_path is None and self.model_config_file is None:
             raise InvalidArgument("set --model-base-path or --model-config-file")
         if self.xla and self.mixed_precision != "off":

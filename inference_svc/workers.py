@@ -7,7 +7,7 @@ Here a job is one ``SimpleQueue.put`` and its result one ``call_soon_threadsafe`
 
 Rules: ``submit`` is called on the event loop; ``fn`` runs in a worker thread and must be
 thread-safe; the returned future resolves on the loop. A job whose future is cancelled before a
-worker takes it is skipped (``on_skip`` is called); one that has started runs to the end and its
+worker takes it is skipped (``on_skip`` is called with its arguments); one that has started runs to the end and its
 result is dropped.
 """
 
@@ -26,7 +26,7 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "as
 
 
 class WorkerPool:
-    def __init__(self, workers: int, name: str, on_skip: Callable[[], None] | None = None) -> None:
+    def __init__(self, workers: int, name: str, on_skip: Callable[[tuple[Any, ...]], None] | None = None) -> None:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))
@@ -63,7 +63,7 @@ class WorkerPool:
             fn, args, loop, future = job
             if future.cancelled():  # racy read, but the worst case is doing work nobody waits for
                 if self._on_skip is not None:
-                    self._on_skip()
+                    self._on_skip(args)
                 del job, fn, args, future
                 continue
             try:

@@ -74,8 +74,9 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         self, request: classifier_pb2.ClassifyRequest, context: aio.ServicerContext[Any, Any]
     ) -> classifier_pb2.ClassifyResponse:
         ref = ref_from_pb(request.model)
-        with self._metrics.track(self._predictor.metric_label(ref.name), "Classify"):
-            prediction = await self._predictor.classify(ref, list(request.images), deadline_of(context))
+        deadline = deadline_of(context)
+        with self._metrics.track(self._predictor.metric_label(ref.name), "Classify", deadline):
+            prediction = await self._predictor.classify(ref, list(request.images), deadline)
             return classify_response_to_pb(prediction, request.top_k)
 
     async def ListModels(  # noqa: N802 - gRPC method names

@@ -186,7 +186,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         ref = ref_from_pb(request.model_spec)
-        with self._metrics.track(self._predictor.metric_label(ref.name), "Predict"):
+        deadline = deadline_of(context)
+        with self._metrics.track(self._predictor.metric_label(ref.name), "Predict", deadline):
             signature = request.model_spec.signature_name
             keys = set(request.inputs)
             if signature and signature not in _SIGNATURE_INPUT:
@@ -207,7 +208,6 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise InvalidArgument(
                     f"unknown output(s) {unknown} in output_filter; outputs: {list(_OUTPUTS)}", field="output_filter"
                 )
-            deadline = deadline_of(context)
             if key == modeldir.INPUT_BYTES:
                 images = strings_from_pb(request.inputs[key], key)
                 prediction = await self._predictor.classify(ref, images, deadline)
@@ -226,9 +226,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: classification_pb2.ClassificationRequest, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         ref = ref_from_pb(request.model_spec)
-        with self._metrics.track(self._predictor.metric_label(ref.name), "TFServingClassify"):
+        deadline = deadline_of(context)
+        with self._metrics.track(self._predictor.metric_label(ref.name), "TFServingClassify", deadline):
             images = _examples_images(request)
-            prediction = await self._predictor.classify(ref, images, deadline_of(context))
+            prediction = await self._predictor.classify(ref, images, deadline)
             response = classification_pb2.ClassificationResponse()
             response.model_spec.name = prediction.model
             response.model_spec.version.value = prediction.version

@@ -100,7 +100,7 @@ def _assert_server_registers_health(service: Service) -> None:
 def test_probes_and_scrapes_need_no_token() -> None:
     """With the optional bearer tokens set, kubelet's probes and Prometheus' scrapes still get through."""
     from gateway.middleware import PUBLIC_PATHS
-    from trainer_svc.service.auth import EXEMPT_PREFIXES
+    from tfic.grpc_security import EXEMPT_PREFIXES
 
     assert "/grpc.health.v1.Health/" in EXEMPT_PREFIXES
     docs = render("overlays/cpu")
@@ -427,3 +427,54 @@ def test_models_s3_component_swaps_the_shared_volume_for_sync_sidecars() -> None
         assert c["args"][c["args"].index("--remote") + 1] == "$(TFIC_MODELS_URI)"
     configmap = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("tfic-models-s3"))
     assert configmap["data"]["TFIC_MODELS_URI"].startswith("s3://")
+
+
+# The gateway's settings for its upstream credential (issue 15, the gateway's side). Until the gateway reads them,
+# components/inference-tls is not in KUSTOMIZATIONS (whose checks include "every variable is read") and its own
+# test below skips its last step, saying so.
+GATEWAY_UPSTREAM = {"TFIC_GATEWAY_INFERENCE_AUTH_TOKEN", "TFIC_GATEWAY_INFERENCE_TLS_CA"}
+
+
+def test_inference_tls_component_closes_the_port_and_gives_the_gateway_its_credential() -> None:
+    """The inference service serves TLS with the Secret's certificate and demands the token; its probes verify it
+    with the Secret's CA, on the port and health services the service really uses; the gateway gets the same
+    token and only the CA (never the key)."""
+    inference, gateway = (next(s for s in SERVICES if s.name == n) for n in ("inference", "gateway"))
+    require(inference)
+    name = "overlays/cpu+components/inference-tls"
+    docs = render(name)
+    deployment = find(docs, "Deployment", "tfic-inference")
+    c, args = _cli_args(docs, inference)
+    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "tls")
+    volume = next(v for v in pod_templates(deployment)[0]["spec"]["volumes"] if v["name"] == "tls")
+    template = yaml.safe_load((K8S / "secrets" / "inference-tls.secret.yaml").read_text())
+    assert volume["secret"]["secretName"] == template["metadata"]["name"]
+    assert str(args.tls_cert) == f"{mount}/tls.crt" and str(args.tls_key) == f"{mount}/tls.key"
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(template["stringData"])
+    auth = yaml.safe_load((K8S / "secrets" / "auth.secret.yaml").read_text())
+    token = {e["name"]: e for e in c["env"]}["TFIC_INFERENCE_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["name"] == auth["metadata"]["name"] and token["key"] in auth["stringData"]
+    assert not token.get("optional"), "a missing token must stop the pod, not open the port"
+    unknown = {n for n in set(container_env(docs, c)) | {e["name"] for e in c["env"]} if n.startswith("TFIC_")}
+    assert not unknown - cli_env_vars(inference)
+    for probe, service in (("startupProbe", ""), ("livenessProbe", ""), ("readinessProbe", inference.grpc_service)):
+        assert "grpc" not in c[probe]
+        command = c[probe]["exec"]["command"]
+        assert command[:5] == ["python", "/opt/tfic/healthcheck.py", "grpc", str(args.port), service], probe
+        assert command[command.index("--tls-ca") + 1] == f"{mount}/ca.crt"
+
+    front = container(find(docs, "Deployment", "tfic-gateway"), "gateway")
+    env = {e["name"]: e for e in front["env"]}
+    assert env["TFIC_GATEWAY_INFERENCE_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == token
+    ca_mount = next(m["mountPath"] for m in front["volumeMounts"] if m["name"] == "inference-tls")
+    assert env["TFIC_GATEWAY_INFERENCE_TLS_CA"]["value"] == f"{ca_mount}/ca.crt"
+    ca_volume = next(
+        v
+        for v in pod_templates(find(docs, "Deployment", "tfic-gateway"))[0]["spec"]["volumes"]
+        if v["name"] == "inference-tls"
+    )
+    assert ca_volume["secret"]["secretName"] == template["metadata"]["name"]
+    assert [i["key"] for i in ca_volume["secret"]["items"]] == ["ca.crt"]
+    pending = GATEWAY_UPSTREAM - cli_env_vars(gateway)
+    if pending:
+        pytest.skip(f"the gateway does not read {sorted(pending)} yet (issue 15, the gateway's side)")

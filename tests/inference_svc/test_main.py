@@ -14,10 +14,14 @@ from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
-def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, event_loop: str) -> None:
-    flags = ("--drain-seconds", "0.2", "--shutdown-grace-seconds", "2")
+def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, tmp_path: Path, event_loop: str) -> None:
+    port_file = tmp_path / "inference.port"
+    flags = ("--drain-seconds", "0.2", "--shutdown-grace-seconds", "2", "--port-file", str(port_file))
     with run_entry_point(base_path, *flags, env={"TFIC_INFERENCE_EVENT_LOOP": event_loop}) as server:
         assert f"event loop {event_loop}" in "".join(server.log)
+        listening = f"tfic inference service listening on 127.0.0.1:{server.port} (plaintext, no token; metrics off)"
+        assert listening in server.log[-1]
+        assert port_file.read_text() == f"{server.port}\n"  # written before the line is printed
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             wait_serving(channel, MODEL)
             reply = classifier_pb2_grpc.ClassifierStub(channel).Classify(
@@ -32,6 +36,7 @@ def test_python_m_inference_svc_serves_and_drains_on_sigterm(base_path: Path, ev
         assert server.process.stderr is not None
         rest = server.process.stderr.read()
         assert "shutdown requested" in rest and "inference service stopped" in rest
+        assert not port_file.exists()
 
 
 def test_cpu_cores_respects_a_container_cpu_limit(tmp_path: Path) -> None:

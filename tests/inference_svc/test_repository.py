@@ -100,6 +100,31 @@ async def test_broken_new_version_leaves_the_old_one_serving(
     assert await classify(stub) == 3
 
 
+async def test_a_half_copied_version_is_retried_when_its_variables_arrive(
+    server: InferenceServer, channel: aio.Channel, base_path: Path, model_store: Path
+) -> None:
+    """A non-atomic copy (``cp -r``, rsync without a staging folder) lands ``saved_model.pb`` before the
+    variables: the version fails, says it will be retried, and loads once the rest of its files are there
+    (copied with their old mtimes, as ``cp -p`` and shutil do) without anyone touching ``saved_model.pb``."""
+    stub = classifier_pb2_grpc.ClassifierStub(channel)
+    source, target = model_store / MODEL / "1", base_path / MODEL / "2"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("variables"))
+    await wait_until(lambda: states(server).get(2) is VersionState.FAILED, what="version 2 to fail")
+    assert await classify(stub) == 1
+    info = await stub.GetModel(classifier_pb2.GetModelRequest(name=MODEL))
+    failed = next(v for v in info.versions if v.version == 2)
+    assert failed.error.endswith("(retried when any file of the version changes)"), failed.error
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = MODEL
+    status = await model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request)
+    assert {s.version: s.status.error_message for s in status.model_version_status}[2] == failed.error
+
+    shutil.copytree(source / "variables", target / "variables")
+    await wait_until(lambda: states(server) == {2: VersionState.AVAILABLE}, timeout=30, what="version 2 to load")
+    assert await classify(stub) == 2
+    assert server.metrics.model_loads.labels(MODEL, "failure")._value.get() == 1
+
+
 async def test_removing_the_newest_version_falls_back(
     server: InferenceServer, channel: aio.Channel, base_path: Path, model_store: Path
 ) -> None:

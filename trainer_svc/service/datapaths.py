@@ -13,7 +13,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfic.errors import NotFound, PermissionDenied
+from tfic.errors import InvalidArgument, NotFound, PermissionDenied
+
+
+def check_no_nul(path: str, what: str = "path") -> None:
+    """No file system takes a NUL byte in a name (``realpath`` raises ValueError on one): the caller's mistake."""
+    if "\x00" in path:
+        raise InvalidArgument(f"{what} {path!r} contains a NUL byte, which no path may hold", path=path)
 
 
 def is_inside(path: str | Path, root: str | Path) -> bool:
@@ -32,6 +38,7 @@ class DataRoots:
 
     def resolve(self, path: str, what: str = "path") -> Path:
         """The real path of ``path`` if it lies inside a root and exists; a TFRecord glob stays a glob."""
+        check_no_nul(path, what)
         if not self.roots:
             raise PermissionDenied(
                 f"{what} {path!r} is a local path, but this server has no data roots configured (--data-root)",

@@ -15,16 +15,15 @@ import signal
 from pathlib import Path
 from typing import IO, Any
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tfic import grpc_security as security
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
 from tfic.grpc_typing import ServerInterceptor
 from tfic.v1 import trainer_pb2, trainer_pb2_grpc
-from trainer_svc.service.auth import BearerTokenInterceptor
 from trainer_svc.service.metrics import TrainerMetrics
 from trainer_svc.service.runner import JobRunner
 from trainer_svc.service.servicer import TrainerServicer
@@ -65,19 +64,10 @@ class TrainerServer:
         self._stopped = False
         self._state_lock: IO[bytes] | None = None
 
-    def _credentials(self) -> grpc.ServerCredentials | None:
-        cert, key = self.settings.tls_cert, self.settings.tls_key
-        if cert is None and key is None:
-            return None
-        if cert is None or key is None:
-            raise FailedPrecondition("TLS needs both --tls-cert and --tls-key")
-        return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-
     async def listen(self) -> int:
         """Bind and serve with health NOT_SERVING; returns the port (useful with port 0)."""
-        interceptors: list[ServerInterceptor] = [ErrorInterceptor()]
-        if self.settings.auth_token:
-            interceptors.insert(0, BearerTokenInterceptor(self.settings.auth_token))
+        s = self.settings
+        interceptors: list[ServerInterceptor] = [*security.interceptors(s.auth_token), ErrorInterceptor()]
         server = aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         trainer_pb2_grpc.add_TrainerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -87,7 +77,7 @@ class TrainerServer:
         for name in HEALTH_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
-        credentials = self._credentials()
+        credentials = security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
         try:
             port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         except RuntimeError as exc:
@@ -100,7 +90,7 @@ class TrainerServer:
             self._metrics_http, self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         log.info(
             "tfic trainer listening on %s:%d (%s, metrics on port %s)",
-            self.settings.host, port, "TLS" if credentials else "plaintext", self.metrics_port,
+            self.settings.host, port, security.describe(s.tls_cert, s.tls_client_ca, s.auth_token), self.metrics_port,
         )  # fmt: skip
         return port
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from tfic import grpc_security as security
 from tfic.errors import InvalidArgument
 from tfic.settings import check, setting
 from trainer_svc.service.datapaths import DataRoots
@@ -76,14 +77,10 @@ class TrainerSettings:
         env="TFIC_S3_ENDPOINT_URL",
         group=JOBS,
     )
-    tls_cert: Path | None = setting(None, "PEM certificate chain: serve TLS", group=NETWORK)
-    tls_key: Path | None = setting(None, "PEM private key for --tls-cert", group=NETWORK)
-    auth_token: str | None = setting(
-        None,
-        "require 'authorization: Bearer TOKEN' on every RPC but health checks (prefer the variable: flags show "
-        "in process lists)",
-        group=NETWORK,
-    )
+    tls_cert: Path | None = setting(None, security.TLS_CERT_HELP, group=NETWORK)
+    tls_key: Path | None = setting(None, security.TLS_KEY_HELP, group=NETWORK)
+    tls_client_ca: Path | None = setting(None, security.TLS_CLIENT_CA_HELP, group=NETWORK)
+    auth_token: str | None = setting(None, security.AUTH_TOKEN_HELP, group=NETWORK)
     # Extra environment for the worker processes (tests), not a setting.
     worker_env: dict[str, str] = field(default_factory=dict)
     port_file: Path | None = setting(
@@ -95,8 +92,7 @@ class TrainerSettings:
         for root in self.data_roots:
             if not root.is_dir():
                 raise InvalidArgument(f"--data-root {root} is not a folder")
-        if self.auth_token is not None and not self.auth_token.strip():
-            raise InvalidArgument("--auth-token must not be blank (leave it unset to disable auth)")
+        security.check_settings(self.tls_cert, self.tls_key, self.tls_client_ca, self.auth_token)
         # Workers run in their own folders: every path they are handed is absolute.
         object.__setattr__(self, "state_dir", self.state_dir.resolve())
         object.__setattr__(self, "model_base_path", self.model_base_path.resolve())

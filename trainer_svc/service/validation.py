@@ -17,7 +17,7 @@ from tfic.modeldir import validate_model_name
 from trainer_svc.backbones.registry import canonical_name, list_backbones
 from trainer_svc.data.manifest import parse_attribute_names, read_lines
 from trainer_svc.service import s3
-from trainer_svc.service.datapaths import DataRoots
+from trainer_svc.service.datapaths import DataRoots, check_no_nul
 from trainer_svc.service.jobs import TRAIN_CHANNEL, VALIDATION_CHANNEL, Channel, JobSpec
 from trainer_svc.training import hyperparameters
 
@@ -44,6 +44,7 @@ class DataPolicy:
     s3: s3.S3Options
 
     def check_location(self, uri: str, what: str, roots: DataRoots | None = None) -> None:
+        check_no_nul(uri, what)
         if s3.is_s3(uri):
             s3.check_exists(uri, self.s3, what)
         elif "://" in uri:

@@ -197,3 +197,27 @@ async def test_a_manifest_naming_images_outside_the_data_roots_is_refused(
     error = await rpc_error(idle_trainer.create("one-name", job))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "give two, the image's then the label's" in (error.details() or "")
+
+
+@pytest.mark.parametrize("how", ["uri", "glob", "image_root", "base_model", "s3"])
+async def test_a_nul_byte_in_a_path_is_invalid_argument(idle_trainer: Running, how: str) -> None:
+    """``realpath`` raises ValueError("embedded null byte") on one: the caller's mistake, not an INTERNAL."""
+    request = spec()
+    given = "digits\x00/../etc"
+    if how == "uri":
+        request.channels[0].uri = given
+    elif how == "glob":
+        given = "records/*\x00.tfrecord"
+        request.channels[0].uri = given
+    elif how == "image_root":
+        request.channels[0].image_root = given
+    elif how == "s3":
+        given = "s3://bucket/train\x00"
+        request.channels[0].uri = given
+    else:
+        given = "./models/\x00flowers"
+        request.base_model = given
+    error = await rpc_error(idle_trainer.create(f"nul-{how.replace('_', '-')}", request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert f"{given!r} contains a NUL byte" in (error.details() or "")
+    assert (await idle_trainer.stub.ListTrainingJobs(pb.ListTrainingJobsRequest())).jobs == []

@@ -193,3 +193,19 @@ async def test_one_server_per_state_directory(start_trainer: StartTrainer) -> No
     with pytest.raises(FailedPrecondition, match="another trainer is already using the state directory"):
         await second.open()
     await second.stop()
+
+
+async def test_mutual_tls_refuses_a_client_without_a_certificate(start_trainer: StartTrainer, tmp_path: Path) -> None:
+    from tests.certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    trainer = await start_trainer(
+        max_concurrent_jobs=0, tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca
+    )
+    request = pb.ListTrainingJobsRequest()
+    async with grpc.aio.secure_channel(f"localhost:{trainer.port}", pki.channel_credentials()) as anonymous:
+        error = await rpc_error(trainer_pb2_grpc.TrainerStub(anonymous).ListTrainingJobs(request, timeout=10))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+    credentials = pki.channel_credentials(client_cert=True)
+    async with grpc.aio.secure_channel(f"localhost:{trainer.port}", credentials) as channel:
+        assert (await trainer_pb2_grpc.TrainerStub(channel).ListTrainingJobs(request, timeout=10)).jobs == []
