@@ -194,6 +194,8 @@ def run_entry_point(base: Path, *flags: str, env: dict[str, str] | None = None) 
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def wait_serving(channel: grpc.Channel, service: str, timeout: float = 120.0) -> None:
