@@ -166,12 +166,15 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     sinks = [_print_sink] if not args.json else [JsonLinesSink(stream=sys.stdout)]
-    if args.metrics_log:
-        sinks.append(JsonLinesSink(args.metrics_log))
+    metrics_log = JsonLinesSink(args.metrics_log) if args.metrics_log else None
+    if metrics_log is not None:
+        sinks.append(metrics_log)
     try:
         result = run(request, fan_out(*sinks) if sinks else null_sink)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+        if metrics_log is not None:
+            metrics_log.close()
     if result.path is not None and not args.json:
         print(f"wrote {args.model_name} version {result.version} to {result.path}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import httpx
@@ -161,12 +161,34 @@ def call_with(seconds: float, request_id: str = "r") -> Call:
     return Call(request_id=request_id, deadline=time.monotonic() + seconds)
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Let the other tasks run until ``condition`` holds, checked after every turn of the event loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        await asyncio.sleep(0)  # one turn of the loop, not a timed wait
+
+
+def arrived(coalescer: Coalescer, upstream: Scripted, n: int) -> Callable[[], bool]:
+    """Whether ``n`` requests have reached the coalescer: each image is either sent upstream or queued.
+
+    Queued ones are only visible inside the coalescer, so this reads its lanes (a white-box look, for the test).
+    """
+
+    def check() -> bool:
+        queued = sum(not w.future.done() for lane in coalescer._lanes.values() for w in lane.queue)
+        return sum(map(len, upstream.calls)) + queued == n
+
+    return check
+
+
 async def test_queued_requests_go_together_when_the_call_slot_frees() -> None:
     upstream = Scripted()
     coalescer = Coalescer(upstream, max_images=8, max_in_flight=1)
     model = ModelRef("m")
     tasks = [asyncio.create_task(coalescer.classify(model, b"x" * (i + 1), 0, call_with(30))) for i in range(4)]
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 4), "all four requests are sent or queued")
     assert upstream.calls == [[b"x"]]  # the first went alone; three wait for the slot
     upstream.gate.set()
     results = await asyncio.gather(*tasks)
@@ -178,7 +200,7 @@ async def test_a_full_batch_goes_out_without_waiting_for_a_slot() -> None:
     upstream = Scripted()
     coalescer = Coalescer(upstream, max_images=2, max_in_flight=1)
     tasks = [asyncio.create_task(coalescer.classify(ModelRef("m"), b"i%d" % i, 0, call_with(30))) for i in range(5)]
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 5), "all five requests are sent or queued")
     assert upstream.calls == [[b"i0"], [b"i1", b"i2"], [b"i3", b"i4"]]
     upstream.gate.set()
     await asyncio.gather(*tasks)
@@ -188,12 +210,12 @@ async def test_a_request_whose_deadline_passes_in_the_queue_is_504_and_never_sen
     upstream = Scripted()
     coalescer = Coalescer(upstream, max_images=8, max_in_flight=1)
     first = asyncio.create_task(coalescer.classify(ModelRef("m"), b"a", 0, call_with(30)))
-    await asyncio.sleep(0)
+    await until(lambda: upstream.calls == [[b"a"]], "the first request holds the call slot")
     with pytest.raises(DeadlineExceeded, match="deadline passed while it waited"):
         await coalescer.classify(ModelRef("m"), b"late", 0, call_with(0.05))
     cancelled = asyncio.create_task(coalescer.classify(ModelRef("m"), b"gone", 0, call_with(30)))
     kept = asyncio.create_task(coalescer.classify(ModelRef("m"), b"kept", 0, call_with(30)))
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 3), "both wait in the queue behind the first")
     cancelled.cancel()  # the client went away while queued
     upstream.gate.set()
     await first
@@ -206,7 +228,7 @@ async def test_an_invalid_image_in_a_coalesced_call_is_found_by_resending_each_a
     coalescer = Coalescer(upstream, max_images=8, max_in_flight=1)
     bodies = [b"first", b"ok1", b"bad", b"ok22"]
     tasks = [asyncio.create_task(coalescer.classify(ModelRef("m"), body, 0, call_with(30))) for body in bodies]
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 4), "all four requests are sent or queued")
     upstream.gate.set()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert upstream.calls == [[b"first"], [b"ok1", b"bad", b"ok22"], [b"ok1"], [b"bad"], [b"ok22"]]
@@ -219,7 +241,7 @@ async def test_errors_for_the_whole_call_reach_every_request() -> None:
     upstream = Scripted()
     coalescer = Coalescer(upstream, max_images=8, max_in_flight=1)
     tasks = [asyncio.create_task(coalescer.classify(ModelRef("missing"), b"x", 0, call_with(30))) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 3), "all three requests are sent or queued")
     upstream.gate.set()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(o, NotFound) for o in outcomes)
@@ -230,7 +252,7 @@ async def test_an_answer_with_the_wrong_number_of_results_is_an_upstream_error()
     upstream = Scripted(results_per_call=1)
     coalescer = Coalescer(upstream, max_images=8, max_in_flight=1)
     tasks = [asyncio.create_task(coalescer.classify(ModelRef("m"), b"x", 0, call_with(30))) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await until(arrived(coalescer, upstream, 3), "all three requests are sent or queued")
     upstream.gate.set()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert not isinstance(outcomes[0], Exception)  # the lone first call had one image, one result

@@ -94,8 +94,14 @@ def with_batching(settings: Settings, **values: Any) -> Settings:
     return replace(settings, batching=replace(settings.batching, **values))
 
 
-async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a bare sleep)."""
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = "", interval: float = 0.02
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a bare sleep).
+
+    ``interval=0`` checks after every turn of the event loop, for states that other tasks reach at once
+    and that last only briefly.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -105,7 +111,7 @@ async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout: f
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
 
 
 def encode(pixels: np.ndarray, fmt: str = "PNG", **params: Any) -> bytes:
@@ -188,6 +194,8 @@ def run_entry_point(base: Path, *flags: str, env: dict[str, str] | None = None) 
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def wait_serving(channel: grpc.Channel, service: str, timeout: float = 120.0) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from inference_svc.metrics import Metrics
 from inference_svc.preprocess import Preprocessor
 from inference_svc.runtime.tensorflow import TensorFlowRuntime
-from tests.inference_svc.support import MODEL, SIZE, encode
+from tests.inference_svc.support import MODEL, SIZE, encode, wait_until
 from tfic.errors import ImageTooLarge, InvalidImage, ResourceExhausted
 from tfic.imaging import DecodeLimits
 from tfic.modeldir import read_metadata
@@ -136,7 +136,8 @@ async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone() -
         busy = asyncio.ensure_future(pre.decode([large_photo(0)], (SIZE, SIZE), "bilinear"))
         late = asyncio.ensure_future(pre.decode([small], (SIZE, SIZE), "bilinear", deadline=time.monotonic() + 0.001))
         gone = asyncio.ensure_future(pre.decode([small, small], (SIZE, SIZE), "bilinear"))
-        await asyncio.sleep(0)
+        # All three wait for (or hold) the one worker; _queued counts their images until each finishes.
+        await wait_until(lambda: pre._queued == 4, 10, "all three requests queued for the worker", interval=0)
         gone.cancel()
         with pytest.raises(DeadlineExceeded, match="deadline passed while it waited to be decoded"):
             await late

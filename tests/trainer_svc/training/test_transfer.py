@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trainer_svc.training.transfer_runs import Trained
 from tfic import modeldir
 from trainer_svc.backbones.registry import get_backbone
 from trainer_svc.training import hyperparameters
@@ -21,7 +22,8 @@ HP = {"image_shape": "3,48,48", "epochs": "1", "batch_size": "32", "learning_rat
 
 def _weights_after(version_dir: Path) -> tuple[list[np.ndarray], list[str]]:
     meta = modeldir.read_metadata(version_dir)
-    hp = hyperparameters.parse({"image_shape": "3,48,48"})
+    height, width, channels = meta.image_shape
+    hp = hyperparameters.parse({"image_shape": f"{channels},{height},{width}"})
     model = build_model(plan(hp, str(version_dir), meta.labels), hp, meta.num_classes)
     features = features_of(model)
     return features.get_weights(), [w.name for w in features.weights]
@@ -29,6 +31,7 @@ def _weights_after(version_dir: Path) -> tuple[list[np.ndarray], list[str]]:
 
 @pytest.fixture(scope="module")
 def pretrained() -> list[np.ndarray]:
+    """The ImageNet weights: the same arrays at any input size (the shared frozen run's is 32×32)."""
     return list(get_backbone("efficientnet_lite0").build((48, 48, 3)).get_weights())
 
 
@@ -46,23 +49,24 @@ def _train(data: Path, base: Path, name: str, **hp: str) -> Path:
     return result.path
 
 
-def test_frozen_backbone_keeps_every_pretrained_weight(
-    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
-) -> None:
-    version = _train(few_digits, tmp_path, "frozen", train_only_top_layer="true")
-    after, _ = _weights_after(version)
+def test_frozen_backbone_keeps_every_pretrained_weight(frozen_run: Trained, pretrained: list[np.ndarray]) -> None:
+    after, _ = _weights_after(frozen_run.path)
     assert len(after) == len(pretrained)
     assert all(np.array_equal(a, b) for a, b in zip(after, pretrained, strict=True))
-    meta = modeldir.read_metadata(version)
+    meta = modeldir.read_metadata(frozen_run.path)
     assert meta.architecture == "backbone:efficientnet_lite0"
     assert meta.preprocessing.scale == pytest.approx(1 / 128) and meta.preprocessing.offset == pytest.approx(-127 / 128)
 
 
-def test_fine_tuning_moves_weights_but_not_batchnorm_statistics(
-    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
-) -> None:
-    version = _train(few_digits, tmp_path, "tuned", train_only_top_layer="false")
-    after, names = _weights_after(version)
+@pytest.fixture(scope="module")
+def full_rate(tmp_path_factory: pytest.TempPathFactory, few_digits: Path) -> Path:
+    """One epoch fine-tuning the whole backbone with SGD at the head's rate; read-only (copy it to change it)."""
+    base = tmp_path_factory.mktemp("full_rate")
+    return _train(few_digits, base, "full", optimizer="sgd", backbone_learning_rate_multiplier="1")
+
+
+def test_fine_tuning_moves_weights_but_not_batchnorm_statistics(full_rate: Path, pretrained: list[np.ndarray]) -> None:
+    after, names = _weights_after(full_rate)
     changed = {n for n, a, b in zip(names, after, pretrained, strict=True) if not np.array_equal(a, b)}
     moving = [n for n in names if "moving_" in n]
     assert moving, "the backbone has BatchNorm layers"
@@ -71,7 +75,7 @@ def test_fine_tuning_moves_weights_but_not_batchnorm_statistics(
 
 
 def test_lower_backbone_learning_rate_moves_it_less(
-    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray]
+    tmp_path: Path, few_digits: Path, pretrained: list[np.ndarray], full_rate: Path
 ) -> None:
     def drift(version: Path) -> float:
         after, names = _weights_after(version)
@@ -81,7 +85,7 @@ def test_lower_backbone_learning_rate_moves_it_less(
 
     # The full rate explicitly: tfic's recipe already fine-tunes the backbone at a tenth of it by default, which
     # put the 0.01 run's expected drift right at the bound (a coin flip: 0.08-0.13 of the default run's).
-    full = drift(_train(few_digits, tmp_path, "full", optimizer="sgd", backbone_learning_rate_multiplier="1"))
+    full = drift(full_rate)
     slow = drift(_train(few_digits, tmp_path, "slow", optimizer="sgd", backbone_learning_rate_multiplier="0.01"))
     assert slow < full * 0.1
 

@@ -6,6 +6,7 @@ the mechanics: phases, the feature cache, which epoch is published, and incremen
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +15,16 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from tests.trainer_svc.training.transfer_runs import FROZEN_HP, RECIPE_HP, Trained
+from tests.trainer_svc.training.transfer_runs import run_transfer as _run
 from tfic import modeldir
 from tfic.errors import Cancelled
 from trainer_svc.training import hyperparameters
 from trainer_svc.training.model import head_of
 from trainer_svc.training.planning import plan
-from trainer_svc.training.train import Channel, TrainRequest, TrainResult, build_model, run
+from trainer_svc.training.train import build_model
 
-HP = {"image_shape": "3,32,32", "head_epochs": "3", "epochs": "2", "batch_size": "32", "seed": "5"}
-
-
-def _run(
-    data: Path, base: Path, name: str, hp: dict[str, str], events: list[dict[str, Any]] | None = None, **kw: Any
-) -> TrainResult:
-    return run(
-        TrainRequest(
-            train=Channel(str(data)),
-            model_base_path=base,
-            model_name=name,
-            base_model=kw.pop("base_model", "efficientnet_lite0"),
-            hyperparameters=hyperparameters.parse(hp),
-            **kw,
-        ),
-        events.append if events is not None else (lambda e: None),
-    )
+HP = RECIPE_HP
 
 
 def _epochs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -55,11 +42,8 @@ def _head_weights(version: Path) -> list[np.ndarray]:
     return list(head_of(model).get_weights())
 
 
-def test_default_recipe_warms_the_head_then_fine_tunes_and_publishes_the_best_epoch(
-    tmp_path: Path, few_digits: Path
-) -> None:
-    events: list[dict[str, Any]] = []
-    result = _run(few_digits, tmp_path, "tl", HP, events)
+def test_default_recipe_warms_the_head_then_fine_tunes_and_publishes_the_best_epoch(recipe_run: Trained) -> None:
+    events = list(recipe_run.events)
     epochs = _epochs(events)
     assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
     assert [e["phase"] for e in epochs] == ["head"] * 3 + ["fine_tune"] * 2
@@ -74,38 +58,37 @@ def test_default_recipe_warms_the_head_then_fine_tunes_and_publishes_the_best_ep
     (recipe,) = [e for e in events if e["type"] == "recipe"]
     assert [p["name"] for p in recipe["phases"]] == ["head", "fine_tune"]
 
-    assert result.path is not None
-    meta = modeldir.read_metadata(result.path)
+    meta = modeldir.read_metadata(recipe_run.path)
     best = _best(epochs)
     assert meta.training["exported_epoch"] == best["epoch"] and meta.training["epochs_run"] == 5
     # The version's metrics are the published epoch's, measured again on the exported weights.
     assert meta.metrics["validation:accuracy"] == pytest.approx(best["metrics"]["val_accuracy"], abs=1e-6)
     assert meta.metrics["validation:loss"] == pytest.approx(best["metrics"]["val_loss"], abs=1e-4)
     assert meta.metrics["train:loss"] == pytest.approx(best["metrics"]["loss"])
-    serving = tf.saved_model.load(str(result.path)).signatures[modeldir.SIGNATURE_IMAGES]
+    serving = tf.saved_model.load(str(recipe_run.path)).signatures[modeldir.SIGNATURE_IMAGES]
     probabilities = serving(images=tf.zeros([3, 32, 32, 3]))["probabilities"].numpy()
     assert probabilities.shape == (3, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_published_versions_carry_no_optimizer_state(tmp_path: Path, few_digits: Path) -> None:
-    result = _run(few_digits, tmp_path, "tl", {**HP, "head_epochs": "1", "epochs": "1"})
-    assert result.path is not None
-    names = [name for name, _ in tf.train.list_variables(str(result.path / "variables" / "variables"))]
+@pytest.mark.parametrize("which", ["recipe_run", "frozen_run"])
+def test_published_versions_carry_no_optimizer_state(which: str, request: pytest.FixtureRequest) -> None:
+    """Neither a fine-tuned version nor one whose backbone stayed frozen (its head trained on cached features)."""
+    version: Path = request.getfixturevalue(which).path
+    names = [name for name, _ in tf.train.list_variables(str(version / "variables" / "variables"))]
     assert any("kernel" in n for n in names)
     assert [n for n in names if "optimizer" in n.lower()] == []
 
 
-def test_cached_features_train_the_same_head_as_the_full_forward_pass(tmp_path: Path, few_digits: Path) -> None:
-    hp = {"image_shape": "3,32,32", "train_only_top_layer": "true", "epochs": "4", "batch_size": "32", "seed": "5",
-          "dropout_rate": "0", "export_epoch": "last"}  # fmt: skip
-    fast: list[dict[str, Any]] = []
+def test_cached_features_train_the_same_head_as_the_full_forward_pass(
+    tmp_path: Path, few_digits: Path, frozen_run: Trained
+) -> None:
+    fast = list(frozen_run.events)  # FROZEN_HP caches the backbone's features (the default when it is frozen)
     slow: list[dict[str, Any]] = []
-    cached = _run(few_digits, tmp_path, "cached", hp, fast)
-    uncached = _run(few_digits, tmp_path, "uncached", {**hp, "cache_backbone_features": "false"}, slow)
+    uncached = _run(few_digits, tmp_path, "uncached", {**FROZEN_HP, "cache_backbone_features": "false"}, slow)
     assert [e["type"] for e in fast].count("features") == 1 and "features" not in [e["type"] for e in slow]
-    assert cached.path is not None and uncached.path is not None
-    for a, b in zip(_head_weights(cached.path), _head_weights(uncached.path), strict=True):
+    assert uncached.path is not None
+    for a, b in zip(_head_weights(frozen_run.path), _head_weights(uncached.path), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
     for f, s in zip(_epochs(fast), _epochs(slow), strict=True):
         assert f["metrics"]["val_accuracy"] == pytest.approx(s["metrics"]["val_accuracy"], abs=1e-6)
@@ -127,12 +110,13 @@ def _with_optimizer_state(version: Path, learning_rate: float) -> None:
     assert any("optimizer" in n.lower() for n in names)
 
 
-def test_incremental_training_starts_from_the_base_and_never_publishes_worse(tmp_path: Path, few_digits: Path) -> None:
-    frozen = {"image_shape": "3,32,32", "train_only_top_layer": "true", "epochs": "3", "batch_size": "32", "seed": "5"}
-    base = _run(few_digits, tmp_path, "base", frozen)
-    assert base.path is not None
-    base_accuracy = modeldir.read_metadata(base.path).metrics["validation:accuracy"]
-    _with_optimizer_state(base.path, learning_rate=0.05)
+def test_incremental_training_starts_from_the_base_and_never_publishes_worse(
+    tmp_path: Path, few_digits: Path, frozen_run: Trained
+) -> None:
+    base = tmp_path / "base" / "1"
+    shutil.copytree(frozen_run.path, base)  # a copy: the optimizer state is written into it
+    base_accuracy = modeldir.read_metadata(base).metrics["validation:accuracy"]
+    _with_optimizer_state(base, learning_rate=0.05)
     events: list[dict[str, Any]] = []
     result = _run(
         few_digits,
@@ -141,7 +125,7 @@ def test_incremental_training_starts_from_the_base_and_never_publishes_worse(tmp
         # A constant rate: an optimizer's restored learning-rate variable would show in the events.
         {"image_shape": "3,32,32", "epochs": "2", "seed": "5", "lr_schedule": "constant"},
         events,
-        base_model=str(base.path),
+        base_model=str(base),
     )
     (start,) = [e for e in events if e["type"] == "base"]
     assert start["metrics"]["val_accuracy"] == pytest.approx(base_accuracy, abs=1e-6)
