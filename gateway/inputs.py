@@ -8,6 +8,7 @@ message naming the header or parameter, so the error handler answers with the ri
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope
 
-from gateway.errors import BodyTooLarge
+from gateway.errors import BodyTooLarge, RequestTimeout
 from gateway.upstream import Call, ModelRef
 from tfic.errors import Cancelled, InvalidArgument
 
@@ -41,13 +42,33 @@ def headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes.
+def body_deadline(scope: Scope, call: Call, body_timeout: float) -> tuple[float, str]:
+    """When the body must have arrived (``time.monotonic()``): ``body_timeout`` after the request's headers, or
+    the request's deadline if that is earlier; and how to say which, for the 408's message."""
+    start: float = scope.get(START_KEY) or time.monotonic()
+    own = start + body_timeout
+    if own <= call.deadline:
+        return own, f"within --body-timeout-seconds ({body_timeout:g} s)"
+    return call.deadline, f"within the request's deadline ({call.deadline - start:.3g} s)"
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int, deadline: float, why: str = "in time") -> bytes:
+    """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes, and with 408 when
+    it has not arrived by ``deadline`` (``time.monotonic()``, from :func:`body_deadline`; ``why`` says whose).
 
     ``declared`` is the Content-Length header. A declared length over the limit is refused before any
     byte is read; a chunked or understated body is refused when the running total passes the limit,
-    without buffering the rest.
+    without buffering the rest. Both refusals close the connection (the rest of the body is not read), so
+    a client trickling its body holds the connection no longer than the deadline.
     """
+    try:
+        async with asyncio.timeout(deadline - time.monotonic()):
+            return await _read_body(receive, declared, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive {why}") from None
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     if declared is not None:
         try:
             size = int(declared)

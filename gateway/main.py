@@ -16,7 +16,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.connections import ConnectionGuard, protocol_class
 from gateway.core import Gateway
+from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,14 @@ class GatewayServer(uvicorn.Server):
 
 def build_server(settings: GatewaySettings, app: Starlette | None = None) -> GatewayServer:
     app = app or create_app(settings)
+    metrics: GatewayMetrics = app.state.metrics
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        # httptools' protocol with the header deadline and the connection caps (gateway/connections.py).
+        http=protocol_class(ConnectionGuard(settings, metrics)),
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
         lifespan="on",
         log_config=None,  # logging is configured once by the entry point
         access_log=False,  # the middleware writes one line per request with its request id

@@ -51,6 +51,31 @@ class GatewaySettings:
         "require 'Authorization: Bearer TOKEN' on every route but the health checks, /metrics and /openapi.json "
         "(off when unset)",
     )
+    header_timeout_seconds: float = setting(
+        10.0,
+        "a request's headers must arrive within this time of the connection (or of the previous response, after "
+        "the keep-alive idle time); else 408 and the connection is closed",
+        above=0,
+    )
+    body_timeout_seconds: float = setting(
+        30.0,
+        "a request's body must arrive within this time of its headers (the request's deadline, --timeout-seconds "
+        "or X-Request-Timeout, caps it too); else 408 and the connection is closed",
+        above=0,
+    )
+    keep_alive_timeout_seconds: int = setting(5, "idle keep-alive connections are closed after this", minimum=1)
+    max_connections: int = setting(
+        1000,
+        "open client connections at most; at the limit a new connection replaces the one whose client has "
+        "waited longest without sending its whole request, or gets 503 when all are being served",
+        minimum=1,
+    )
+    max_connections_per_client: int = setting(
+        0,
+        "open connections per client address at most, more get 429 (0: no limit; keep 0 behind a proxy or load "
+        "balancer, where every client has the proxy's address)",
+        minimum=0,
+    )
     shutdown_grace_seconds: float = setting(10.0, "time in-flight requests get to finish after SIGTERM", minimum=0)
     retry_after_seconds: int = setting(
         1, "Retry-After sent with 429/503 when the inference service suggests none", minimum=0
