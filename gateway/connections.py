@@ -12,9 +12,11 @@ httptools protocol with both, shared through one :class:`ConnectionGuard` per se
   if a request had begun.
 * **Connection cap.** At most ``--max-connections`` are open. At the cap, a new connection takes the place
   of the connection that has waited longest for a client that has not finished sending its request
-  (headers or body not complete, or idle between requests): slow clients are shed oldest first, so
-  normal requests, which finish sending within milliseconds, keep being served. When every connection
-  is busy with a request the gateway is serving, the new one is refused with 503.
+  (headers or body not complete, or nothing sent yet); failing that, of the longest-idle keep-alive
+  connection. Slow clients are shed oldest first, so normal requests, which finish sending within
+  milliseconds, keep being served. When every connection is busy with a request the gateway is serving,
+  or the longest wait is under half a second (a flood of new connections, not slow ones), the new one is
+  refused with 503.
 * **Per client.** With ``--max-connections-per-client``, a client address holding that many connections
   has its next one refused with 429.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -36,6 +39,8 @@ from gateway.settings import GatewaySettings
 from tfic.errors import TficError
 
 log = logging.getLogger(__name__)
+
+SHED_MIN_WAIT = 0.5  # seconds a connection has waited on its client before it may be shed
 
 
 class ConnectionGuard:
@@ -49,8 +54,10 @@ class ConnectionGuard:
         self.retry_after = settings.retry_after_seconds
         self.metrics = metrics
         self.open: set[GuardedProtocol] = set()
-        # Connections waiting on their client, the longest-waiting first (dicts keep insertion order).
-        self.waiting: dict[GuardedProtocol, None] = {}
+        # Connections waiting on their client, the longest-waiting first (dicts keep insertion order):
+        # those sending a request (or nothing yet, just connected), and those idle between requests.
+        self.sending: dict[GuardedProtocol, None] = {}
+        self.idle: dict[GuardedProtocol, None] = {}
         self.by_client: dict[str, int] = {}
 
     def admit(self, conn: GuardedProtocol) -> bool:
@@ -61,11 +68,15 @@ class ConnectionGuard:
             conn.refuse(TooManyConnections(f"too many connections from {address}; the limit is {self.max_per_client}"))
             return False
         if len(self.open) >= self.max_connections:
-            if not self.waiting:
+            # Idle keep-alive connections go only when no client is mid-request: their clients are fast ones,
+            # and one may be sending its next request as the connection closes, which it would see fail.
+            waiting = self.sending or self.idle
+            victim = next(iter(waiting), None)
+            # One that has waited only a moment may be a normal client whose request is on its way.
+            if victim is None or time.monotonic() - victim.waiting_since < SHED_MIN_WAIT:
                 self.metrics.observe_connection_closed("refused_limit")
                 conn.refuse(ConnectionLimit(f"the gateway is at its limit of {self.max_connections} connections"))
                 return False
-            victim = next(iter(self.waiting))
             self.metrics.observe_connection_closed("shed")
             victim.shed()
         conn.address = address
@@ -75,18 +86,21 @@ class ConnectionGuard:
         self.wait(conn, self.header_timeout)
         return True
 
-    def wait(self, conn: GuardedProtocol, timeout: float | None) -> None:
-        """The connection now waits on its client (to the back of the line); ``timeout`` (re)arms its deadline."""
+    def wait(self, conn: GuardedProtocol, timeout: float | None, *, idle: bool = False) -> None:
+        """The connection now waits on its client (to the back of the line), sending a request or ``idle``
+        between two; ``timeout`` (re)arms its deadline."""
         if conn not in self.open:
             return
-        self.waiting.pop(conn, None)
-        self.waiting[conn] = None
+        self.received(conn)
+        (self.idle if idle else self.sending)[conn] = None
+        conn.waiting_since = time.monotonic()
         if timeout is not None:
             conn.arm(timeout)
 
     def received(self, conn: GuardedProtocol) -> None:
         """The client finished sending its request: the gateway, not the client, is the one working now."""
-        self.waiting.pop(conn, None)
+        self.sending.pop(conn, None)
+        self.idle.pop(conn, None)
 
     def release(self, conn: GuardedProtocol) -> None:
         """Count a connection out (idempotent: a shed connection is counted out before it has closed)."""
@@ -94,7 +108,7 @@ class ConnectionGuard:
         if conn not in self.open:
             return
         self.open.discard(conn)
-        self.waiting.pop(conn, None)
+        self.received(conn)
         left = self.by_client.get(conn.address, 1) - 1
         if left:
             self.by_client[conn.address] = left
@@ -111,6 +125,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     guard: ClassVar[ConnectionGuard]
     address = ""
+    waiting_since = 0.0  # time.monotonic() when it started waiting on its client
     _deadline: asyncio.TimerHandle | None = None
     _in_headers = False  # a request has begun and its headers are not complete
 
@@ -141,7 +156,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             # Idle, then the next request's headers: uvicorn's keep-alive timer closes a silent connection;
             # this one catches a client that keeps it open by trickling bytes.
-            self.guard.wait(self, self.guard.keep_alive_timeout + self.guard.header_timeout)
+            self.guard.wait(self, self.guard.keep_alive_timeout + self.guard.header_timeout, idle=True)
 
     # -- deadlines and refusals
 

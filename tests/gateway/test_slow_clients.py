@@ -181,7 +181,7 @@ async def test_at_the_cap_the_longest_waiting_connection_is_shed(capped: Running
     mid_request = await open_silent(port, 2, source="127.0.0.3")  # the cap: 8 open
     for _, writer in mid_request:
         writer.write(b"GET /healthz HTTP/1.1\r\n")  # a request begun, never finished
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)  # they have waited long enough to be shed (SHED_MIN_WAIT)
     clients = [httpx.AsyncClient(base_url=capped.url) for _ in range(3)]
     for client in clients:  # each new connection (kept open) sheds the oldest waiting one
         assert (await client.get("/healthz")).status_code == 200
@@ -230,6 +230,7 @@ async def test_normal_requests_flow_while_slow_clients_are_shed(capped: RunningG
             except AssertionError:
                 return
             shed += outcome.status != 200
+            await asyncio.sleep(0.1)  # and again
 
     attackers = [asyncio.create_task(slowloris(f"127.0.0.{i}")) for i in (2, 3, 4) for _ in range(2)]
     attackers += [asyncio.create_task(slowloris(f"127.0.1.{i}")) for i in range(8)]  # 14 > the cap of 8
@@ -248,3 +249,19 @@ async def test_normal_requests_flow_while_slow_clients_are_shed(capped: RunningG
     await asyncio.gather(*attackers, return_exceptions=True)
     assert shed >= 6  # slow clients were closed to make room
     assert max(latencies) < 1.0
+
+
+async def test_a_flood_of_new_connections_at_the_cap_is_refused_with_503(capped: RunningGateway) -> None:
+    """None of the open connections has waited long enough to be a slow client: the newcomer is refused."""
+    port = port_of(capped)
+    held = [await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.2.{i}", 0)) for i in range(1, 9)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.3.1", 0))
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert (error["status"], error["reason"]) == ("UNAVAILABLE", "connection_limit")
+    for r, _ in held:  # none of them was shed
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(r.read(1), 0.1)
+    for _, w in [*held, (reader, writer)]:
+        w.close()
