@@ -41,7 +41,10 @@ InferenceFactory = Callable[[GatewaySettings, GatewayMetrics], Inference]
 
 def grpc_inference(settings: GatewaySettings, metrics: GatewayMetrics) -> Inference:
     return GrpcInference(
-        settings.inference, default_retry_after=settings.retry_after_seconds, observe=metrics.observe_upstream
+        settings.inference,
+        default_retry_after=settings.retry_after_seconds,
+        observe=metrics.observe_upstream,
+        reconnect_max_backoff=settings.reconnect_max_backoff_seconds,
     )
 
 

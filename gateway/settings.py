@@ -46,6 +46,12 @@ class GatewaySettings:
         "deadline of each call to the inference service (a shorter X-Request-Timeout header wins)",
         above=0,
     )
+    reconnect_max_backoff_seconds: float = setting(
+        0.75,
+        "longest wait between connection attempts to an unreachable inference service: the gateway serves again "
+        "within this (+20% jitter) of the service coming back, however long it was away",
+        minimum=0.05,
+    )
     auth_token: str | None = setting(
         None,
         "require 'Authorization: Bearer TOKEN' on every route but the health checks, /metrics and /openapi.json "
