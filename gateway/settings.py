@@ -4,6 +4,7 @@ see :mod:`tfic.settings`), built once by the entry point."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from gateway.negotiation import FORMATS, parse_format
@@ -82,6 +83,21 @@ class GatewaySettings:
         "balancer, where every client has the proxy's address)",
         minimum=0,
     )
+    inference_auth_token: str | None = setting(
+        None,
+        "bearer token the gateway presents to the inference service (metadata 'authorization: Bearer TOKEN'; "
+        "its --auth-token; prefer the variable: flags show in process lists)",
+    )
+    inference_tls: bool = setting(
+        False,
+        "connect to the inference service over TLS, verified by the system's roots unless --inference-ca is given "
+        "(implied by --inference-ca and --inference-cert)",
+    )
+    inference_ca: Path | None = setting(None, "PEM roots that verify the inference service's certificate")
+    inference_cert: Path | None = setting(
+        None, "PEM client certificate chain the gateway presents to the inference service (mTLS)"
+    )
+    inference_key: Path | None = setting(None, "PEM private key for --inference-cert")
     shutdown_grace_seconds: float = setting(10.0, "time in-flight requests get to finish after SIGTERM", minimum=0)
     retry_after_seconds: int = setting(
         1, "Retry-After sent with 429/503 when the inference service suggests none", minimum=0
@@ -103,3 +119,26 @@ class GatewaySettings:
         if self.auth_token is not None and not self.auth_token.strip():
             raise InvalidArgument("--auth-token must not be blank (leave it unset to disable auth)")
         parse_format(self.default_accept)  # raises InvalidArgument for an unsupported type
+        if self.inference_auth_token is not None and not self.inference_auth_token.strip():
+            raise InvalidArgument("--inference-auth-token must not be blank (leave it unset to send none)")
+        _pair("--inference-cert", self.inference_cert, "--inference-key", self.inference_key)
+        for flag, path in (
+            ("--inference-ca", self.inference_ca),
+            ("--inference-cert", self.inference_cert),
+            ("--inference-key", self.inference_key),
+        ):
+            _readable(flag, path)
+
+    @property
+    def inference_uses_tls(self) -> bool:
+        return self.inference_tls or self.inference_ca is not None or self.inference_cert is not None
+
+
+def _pair(flag: str, value: Path | None, other_flag: str, other: Path | None) -> None:
+    if (value is None) != (other is None):
+        raise InvalidArgument(f"{flag} and {other_flag} go together: give both or neither")
+
+
+def _readable(flag: str, path: Path | None) -> None:
+    if path is not None and not path.is_file():
+        raise InvalidArgument(f"{flag} {path} is not a file")
