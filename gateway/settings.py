@@ -83,6 +83,11 @@ class GatewaySettings:
         "balancer, where every client has the proxy's address)",
         minimum=0,
     )
+    tls_cert: Path | None = setting(None, "PEM certificate chain: serve HTTPS")
+    tls_key: Path | None = setting(None, "PEM private key for --tls-cert")
+    tls_client_ca: Path | None = setting(
+        None, "PEM roots: require a client certificate they signed on every connection (mTLS; needs --tls-cert)"
+    )
     inference_auth_token: str | None = setting(
         None,
         "bearer token the gateway presents to the inference service (metadata 'authorization: Bearer TOKEN'; "
@@ -122,7 +127,13 @@ class GatewaySettings:
         if self.inference_auth_token is not None and not self.inference_auth_token.strip():
             raise InvalidArgument("--inference-auth-token must not be blank (leave it unset to send none)")
         _pair("--inference-cert", self.inference_cert, "--inference-key", self.inference_key)
+        _pair("--tls-cert", self.tls_cert, "--tls-key", self.tls_key)
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)")
         for flag, path in (
+            ("--tls-cert", self.tls_cert),
+            ("--tls-key", self.tls_key),
+            ("--tls-client-ca", self.tls_client_ca),
             ("--inference-ca", self.inference_ca),
             ("--inference-cert", self.inference_cert),
             ("--inference-key", self.inference_key),
