@@ -43,7 +43,7 @@ class Invocations:
         k = top_k(scope["query_string"])
         call = call_for(scope, head, self.settings.timeout_seconds)
         deadline = body_deadline(scope, call, self.settings.body_timeout_seconds)
-        body = await read_body(receive, head.get("content-length"), self.settings.max_body_bytes, *deadline)
+        body = await read_body(scope, receive, head.get("content-length"), self.settings.max_body_bytes, *deadline)
         if not body:
             raise InvalidImage("the request body is empty; send one encoded image")
         model = path_model(scope.get("path_params", {})) or ModelRef(

@@ -160,9 +160,8 @@ class TfServingEndpoints:
     async def _parse(self, request: Request, call: Call, parse: Callable[[bytes], _T]) -> _T:
         check_json_content_type(request.headers.get("content-type"))
         deadline = body_deadline(request.scope, call, self.settings.body_timeout_seconds)
-        body = await read_body(
-            request.receive, request.headers.get("content-length"), self.settings.max_body_bytes, *deadline
-        )
+        length = request.headers.get("content-length")
+        body = await read_body(request.scope, request.receive, length, self.settings.max_body_bytes, *deadline)
         return await asyncio.to_thread(parse, body) if len(body) > OFFLOAD_BYTES else parse(body)
 
     async def predict(self, request: Request) -> Response:

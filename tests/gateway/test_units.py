@@ -20,8 +20,16 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive
 
 import gateway
-from gateway.errors import BodyTooLarge, MethodNotAllowed, NotAcceptable, classify, error_details, error_response
-from gateway.inputs import headers, read_body, top_k
+from gateway.errors import (
+    BodyTooLarge,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestTimeout,
+    classify,
+    error_details,
+    error_response,
+)
+from gateway.inputs import BODY_DEADLINE_KEY, BODY_TIMED_OUT_KEY, headers, read_body, top_k
 from gateway.settings import GatewaySettings
 from tfic import errors
 from tfic.errors import Cancelled, InvalidArgument
@@ -207,26 +215,41 @@ def soon() -> float:
 async def test_body_limit_is_enforced_while_streaming() -> None:
     receive, handed = body_stream([b"x" * 400] * 100)
     with pytest.raises(BodyTooLarge, match="exceeds the limit of 1000 bytes"):
-        await read_body(receive, None, 1000, soon())
+        await read_body({}, receive, None, 1000, soon())
     assert handed[0] == 3  # stopped at the chunk that crossed the limit, 97 chunks never read
 
 
 async def test_declared_length_over_the_limit_reads_nothing() -> None:
     receive, handed = body_stream([b"x" * 5000])
     with pytest.raises(BodyTooLarge, match="5000 bytes; the limit is 1000"):
-        await read_body(receive, "5000", 1000, soon())
+        await read_body({}, receive, "5000", 1000, soon())
     assert handed[0] == 0
 
 
 async def test_body_within_the_limit() -> None:
     receive, _ = body_stream([b"ab", b"cd", b""])
-    assert await read_body(receive, None, 4, soon()) == b"abcd"
+    assert await read_body({}, receive, None, 4, soon()) == b"abcd"
+
+
+async def test_a_body_still_arriving_after_its_deadline_is_a_timeout() -> None:
+    receive, handed = body_stream([b"ab", b"cd", b"ef"])
+    with pytest.raises(RequestTimeout, match="did not arrive within the test's limit"):
+        await read_body({}, receive, None, 100, time.monotonic() - 1, "within the test's limit")
+    assert handed[0] == 1
+    # The connection sweep marks a late body in the scope (gateway.connections) and wakes the read.
+    scope: dict[str, Any] = {BODY_TIMED_OUT_KEY: True}
+    receive, _ = body_stream([b"ab", b"cd"])
+    with pytest.raises(RequestTimeout):
+        await read_body(scope, receive, None, 100, soon())
+    assert scope[BODY_DEADLINE_KEY] > time.monotonic()
+    receive, _ = body_stream([b"ab"])  # a body complete in its first message is read whatever the clock says
+    assert await read_body({}, receive, None, 100, time.monotonic() - 1) == b"ab"
 
 
 async def test_a_client_gone_mid_body_is_cancelled_not_a_short_image() -> None:
     receive, _ = body_stream([b"ab", b"cd", b"ef"], disconnect_after=2)
     with pytest.raises(Cancelled, match="disconnected"):
-        await read_body(receive, None, 100, soon())
+        await read_body({}, receive, None, 100, soon())
 
 
 @pytest.mark.parametrize(
