@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import openapi
-from gateway.client import GrpcInference
+from gateway.client import GrpcInference, tls_credentials
 from gateway.core import Gateway
 from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
 from gateway.inputs import REQUEST_ID_KEY
@@ -41,7 +41,16 @@ InferenceFactory = Callable[[GatewaySettings, GatewayMetrics], Inference]
 
 def grpc_inference(settings: GatewaySettings, metrics: GatewayMetrics) -> Inference:
     return GrpcInference(
-        settings.inference, default_retry_after=settings.retry_after_seconds, observe=metrics.observe_upstream
+        settings.inference,
+        default_retry_after=settings.retry_after_seconds,
+        observe=metrics.observe_upstream,
+        reconnect_max_backoff=settings.reconnect_max_backoff_seconds,
+        credentials=(
+            tls_credentials(settings.inference_ca, settings.inference_cert, settings.inference_key)
+            if settings.inference_uses_tls
+            else None
+        ),
+        token=settings.inference_auth_token,
     )
 
 

@@ -1,16 +1,19 @@
 """The gateway's one error handler: every failure becomes ``{"error": {"code", "status", "message", …}}``.
 
 ``code`` is the HTTP status (an integer, as in Google's JSON error format), ``status`` the canonical gRPC
-code name (``INVALID_ARGUMENT``, ``NOT_FOUND`` …), ``message`` a sentence meant for the caller, and
+code name (``INVALID_ARGUMENT``, ``NOT_FOUND`` …) or, for an HTTP status that is not its gRPC code's own, that
+status's name from the same table (``CONTENT_TOO_LARGE``, ``UNSUPPORTED_MEDIA_TYPE``, ``METHOD_NOT_ALLOWED``,
+``NOT_ACCEPTABLE``, ``REQUEST_TIMEOUT``), ``message`` a sentence meant for the caller, and
 ``reason`` (when known) the machine-readable class of the error (``invalid_image``, ``model_not_found``,
 ``resource_exhausted`` …). ``details`` holds the same ``google.rpc`` details the gRPC services send
 (``ErrorInfo``, ``RetryInfo``, ``BadRequest``), in protobuf's JSON mapping, as Google's JSON errors do.
 
 Statuses come from :func:`tfic.errors.status_for`, the one table for all of tfic. The gateway's
-HTTP-only conditions are subclasses that put their own HTTP status into that table (405, 406); others
+HTTP-only conditions are subclasses that put their own HTTP status into that table (405, 406, 408); others
 inherit theirs (a body over the limit is an :class:`~tfic.errors.ImageTooLarge`, 413). 429 and 503 carry
-``Retry-After``; 401 carries ``WWW-Authenticate``. Unknown exceptions are logged with their traceback and
-answered with a generic 500.
+``Retry-After``; 401 carries ``WWW-Authenticate``; an error raised while the body is still arriving (too
+large, too slow) carries ``Connection: close``, so the rest of it is not read. Unknown exceptions are
+logged with their traceback and answered with a generic 500.
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from tfic.errors import (
+    DeadlineExceeded,
     ImageTooLarge,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     TficError,
     Unauthenticated,
+    Unavailable,
     grpc_code_for_http,
     is_public,
     public_message,
     status_for,
+    status_for_http,
 )
 from tfic.grpc_errors import ERROR_DOMAIN, UpstreamError, error_metadata, retry_delay, violation_field
 
@@ -41,7 +48,7 @@ log = logging.getLogger(__name__)
 ERROR_MEDIA_TYPE = "application/json"
 
 
-class NotAcceptable(InvalidArgument, http_status=406):
+class NotAcceptable(InvalidArgument, http_status=406, http_name="NOT_ACCEPTABLE"):
     """No representation the client accepts."""
 
     reason = "not_acceptable"
@@ -51,23 +58,49 @@ class BodyTooLarge(ImageTooLarge):
     """The request body is larger than the gateway's limit."""
 
     reason = "body_too_large"
+    close_connection = True  # the rest of the body is still coming: do not read it
 
 
 class RouteNotFound(NotFound):
     reason = "route_not_found"
 
 
-class MethodNotAllowed(InvalidArgument, http_status=405):
+class MethodNotAllowed(InvalidArgument, http_status=405, http_name="METHOD_NOT_ALLOWED"):
     reason = "method_not_allowed"
 
 
+class RequestTimeout(DeadlineExceeded, http_status=408, http_name="REQUEST_TIMEOUT"):
+    """The client did not send its headers or body in time (``--header-timeout-seconds``,
+    ``--body-timeout-seconds``, or the request's own deadline ran out while its body arrived)."""
+
+    reason = "request_timeout"
+    close_connection = True
+
+
+class TooManyConnections(ResourceExhausted):
+    """One client address holds ``--max-connections-per-client`` connections already."""
+
+    reason = "too_many_connections"
+    close_connection = True
+
+
+class ConnectionLimit(Unavailable):
+    """The gateway holds ``--max-connections`` connections, every one of them busy with a request."""
+
+    reason = "connection_limit"
+    close_connection = True
+
+
 def classify(exc: BaseException) -> tuple[int, str, str, str | None]:
-    """(HTTP status, gRPC status name, public message, reason) of an exception."""
+    """(HTTP status, status name, public message, reason) of an exception; the name is the gRPC code's unless
+    the table gives the HTTP status a name of its own (413 ``CONTENT_TOO_LARGE``, 405 ``METHOD_NOT_ALLOWED`` …)."""
     if isinstance(exc, HTTPException):
-        return exc.status_code, grpc_code_for_http(exc.status_code), str(exc.detail), None
+        row = status_for_http(exc.status_code)
+        name = row.name if row is not None else grpc_code_for_http(exc.status_code)
+        return exc.status_code, name, str(exc.detail), None
     status = status_for(exc)
     reason = exc.reason if isinstance(exc, TficError) and is_public(exc) else None
-    return status.http_status, status.grpc_code, public_message(exc), reason
+    return status.http_status, status.name, public_message(exc), reason
 
 
 _TYPE = "type.googleapis.com/google.rpc."
@@ -126,6 +159,8 @@ def error_response(exc: BaseException, *, retry_after_seconds: int, request_id: 
         headers["WWW-Authenticate"] = 'Bearer realm="tfic"'
     if isinstance(exc, HTTPException) and exc.headers:
         headers.update(exc.headers)
+    if getattr(exc, "close_connection", False):
+        headers["Connection"] = "close"
     return Response(
         error_body(http_status, status_name, message, reason, error_details(exc)),
         status_code=http_status,

@@ -16,12 +16,14 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope
 
-from gateway.errors import BodyTooLarge
+from gateway.errors import BodyTooLarge, RequestTimeout
 from gateway.upstream import Call, ModelRef
 from tfic.errors import Cancelled, InvalidArgument
 
 REQUEST_ID_KEY = "tfic.request_id"
 START_KEY = "tfic.start"
+BODY_DEADLINE_KEY = "tfic.body_deadline"  # set by read_body, read by gateway.connections' deadline sweep
+BODY_TIMED_OUT_KEY = "tfic.body_timed_out"  # set by the sweep when the body is late
 
 MODEL_HEADER = "x-tfic-model"
 SAGEMAKER_MODEL_HEADER = "x-amzn-sagemaker-target-model"
@@ -41,12 +43,30 @@ def headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes.
+def body_deadline(scope: Scope, call: Call, body_timeout: float) -> tuple[float, str]:
+    """When the body must have arrived (``time.monotonic()``): ``body_timeout`` after the request's headers, or
+    the request's deadline if that is earlier; and how to say which, for the 408's message."""
+    start: float = scope.get(START_KEY) or time.monotonic()
+    own = start + body_timeout
+    if own <= call.deadline:
+        return own, f"within --body-timeout-seconds ({body_timeout:g} s)"
+    return call.deadline, f"within the request's deadline ({call.deadline - start:.3g} s)"
+
+
+async def read_body(
+    scope: Scope, receive: Receive, declared: str | None, limit: int, deadline: float, why: str = "in time"
+) -> bytes:
+    """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes, and with 408 when
+    it has not arrived by ``deadline`` (``time.monotonic()``, from :func:`body_deadline`; ``why`` says whose).
+
+    The deadline is checked as each chunk arrives, and a read that waits past it is woken by the gateway's
+    connection sweep (:mod:`gateway.connections`, which finds the deadline in the scope), not by a timer per
+    request, which cost several times the rest of this function.
 
     ``declared`` is the Content-Length header. A declared length over the limit is refused before any
     byte is read; a chunked or understated body is refused when the running total passes the limit,
-    without buffering the rest.
+    without buffering the rest. Both refusals close the connection (the rest of the body is not read), so
+    a client trickling its body holds the connection no longer than the deadline.
     """
     if declared is not None:
         try:
@@ -55,12 +75,15 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
             raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
         if size > limit:
             raise BodyTooLarge(f"request body is {size} bytes; the limit is {limit} bytes")
+    scope[BODY_DEADLINE_KEY] = deadline
     chunks: list[bytes] = []
     total = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Cancelled("the client disconnected while sending the request")
+        if message.get("more_body", False) and (scope.get(BODY_TIMED_OUT_KEY) or time.monotonic() >= deadline):
+            raise RequestTimeout(f"the request body did not arrive {why}")
         chunk: bytes = message.get("body", b"")
         if chunk:
             total += len(chunk)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import render
 from gateway.core import Gateway
-from gateway.inputs import call_for, headers, model_header, path_model, read_body, top_k
+from gateway.inputs import body_deadline, call_for, headers, model_header, path_model, read_body, top_k
 from gateway.negotiation import check_image_content_type, negotiate, parse_format
 from gateway.upstream import ModelRef
 from tfic.errors import InvalidImage
@@ -42,7 +42,8 @@ class Invocations:
         check_image_content_type(head.get("content-type"))
         k = top_k(scope["query_string"])
         call = call_for(scope, head, self.settings.timeout_seconds)
-        body = await read_body(receive, head.get("content-length"), self.settings.max_body_bytes)
+        deadline = body_deadline(scope, call, self.settings.body_timeout_seconds)
+        body = await read_body(scope, receive, head.get("content-length"), self.settings.max_body_bytes, *deadline)
         if not body:
             raise InvalidImage("the request body is empty; send one encoded image")
         model = path_model(scope.get("path_params", {})) or ModelRef(

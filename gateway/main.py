@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 import sys
 import threading
 from types import FrameType
@@ -16,7 +17,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.connections import ConnectionGuard, protocol_class
 from gateway.core import Gateway
+from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -46,15 +49,23 @@ class GatewayServer(uvicorn.Server):
 
 def build_server(settings: GatewaySettings, app: Starlette | None = None) -> GatewayServer:
     app = app or create_app(settings)
+    metrics: GatewayMetrics = app.state.metrics
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        # httptools' protocol with the header deadline and the connection caps (gateway/connections.py).
+        http=protocol_class(ConnectionGuard(settings, metrics)),
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
         lifespan="on",
         log_config=None,  # logging is configured once by the entry point
         access_log=False,  # the middleware writes one line per request with its request id
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        ssl_ca_certs=settings.tls_client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca is not None else ssl.CERT_NONE,
     )
     gateway: Gateway = app.state.gateway
     return GatewayServer(config, gateway)
@@ -71,7 +82,8 @@ def _announce(server: GatewayServer, settings: GatewaySettings) -> None:
     server.ready.wait()
     if server.port is not None:
         print(
-            f"tfic gateway listening on http://{settings.host}:{server.port} (inference service {settings.inference})",
+            f"tfic gateway listening on {'https' if settings.tls_cert else 'http'}://{settings.host}:{server.port} "
+            f"(inference service {settings.inference})",
             file=sys.stderr,
             flush=True,
         )

@@ -49,6 +49,16 @@ class GatewayMetrics:
             buckets=COALESCED_BUCKETS,
             registry=self.registry,
         )
+        self.connections = Gauge(
+            "tfic_gateway_connections", "Open client connections (at most --max-connections).", registry=self.registry
+        )
+        self._connections_closed = Counter(
+            "tfic_gateway_connections_closed",
+            "Connections the gateway closed on its own, by reason: header_timeout, shed (at --max-connections, "
+            "the slowest client's), refused_limit, refused_per_client.",
+            ["reason"],
+            registry=self.registry,
+        )
         self._child = LabelChildren()
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
@@ -57,6 +67,9 @@ class GatewayMetrics:
 
     def observe_upstream(self, method: str, code: str, seconds: float) -> None:
         self._child(self._upstream, method, code).observe(seconds)
+
+    def observe_connection_closed(self, reason: str) -> None:
+        self._child(self._connections_closed, reason).inc()
 
     def observe_coalesced(self, images: int) -> None:
         self._coalesced.observe(images)

@@ -29,9 +29,9 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import render
 from gateway.core import Gateway
-from gateway.inputs import call_for, path_model, read_body, top_k
+from gateway.inputs import body_deadline, call_for, path_model, read_body, top_k
 from gateway.negotiation import check_json_content_type
-from gateway.upstream import ModelRef, VersionInfo
+from gateway.upstream import Call, ModelRef, VersionInfo
 from tfic.errors import InvalidArgument, ModelNotFound, Unavailable
 from tfic.modeldir import INPUT_BYTES, SIGNATURE_BYTES, SIGNATURE_IMAGES
 
@@ -157,15 +157,17 @@ class TfServingEndpoints:
         assert model is not None  # every TF Serving route names its model
         return model
 
-    async def _parse(self, request: Request, parse: Callable[[bytes], _T]) -> _T:
+    async def _parse(self, request: Request, call: Call, parse: Callable[[bytes], _T]) -> _T:
         check_json_content_type(request.headers.get("content-type"))
-        body = await read_body(request.receive, request.headers.get("content-length"), self.settings.max_body_bytes)
+        deadline = body_deadline(request.scope, call, self.settings.body_timeout_seconds)
+        length = request.headers.get("content-length")
+        body = await read_body(request.scope, request.receive, length, self.settings.max_body_bytes, *deadline)
         return await asyncio.to_thread(parse, body) if len(body) > OFFLOAD_BYTES else parse(body)
 
     async def predict(self, request: Request) -> Response:
         k = top_k(request.scope["query_string"])
         call = call_for(request.scope, request.headers, self.settings.timeout_seconds)
-        images, columnar = await self._parse(request, parse_predict)
+        images, columnar = await self._parse(request, call, parse_predict)
         prediction = await self.gateway.classify(self._model(request), images, k, call)
         body = render.tfs_outputs(prediction.results) if columnar else render.tfs_predictions(prediction.results)
         return Response(body, media_type=JSON)
@@ -173,7 +175,7 @@ class TfServingEndpoints:
     async def classify(self, request: Request) -> Response:
         k = top_k(request.scope["query_string"])
         call = call_for(request.scope, request.headers, self.settings.timeout_seconds)
-        images = await self._parse(request, parse_classify)
+        images = await self._parse(request, call, parse_classify)
         prediction = await self.gateway.classify(self._model(request), images, k, call)
         return Response(render.tfs_classify(prediction.results), media_type=JSON)
 

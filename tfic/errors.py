@@ -7,8 +7,10 @@ traceback. Adapters (the gRPC interceptor, the gateway's handler, the CLI) look 
 and a subclass needs no entry of its own.
 
 The table lives here, and only here. A subclass defined elsewhere that needs another HTTP status
-(the gateway's 405 and 406) says so in its class statement, ``class NotAcceptable(InvalidArgument,
-http_status=406)``, which adds its row to the same table; the gRPC code is inherited.
+(the gateway's 405, 406 and 408) says so in its class statement, ``class NotAcceptable(InvalidArgument,
+http_status=406, http_name="NOT_ACCEPTABLE")``, which adds its row to the same table; the gRPC code is
+inherited. An HTTP status that is not its gRPC code's own (413 and 415 are INVALID_ARGUMENT over gRPC) has
+its own name for HTTP error bodies, ``CONTENT_TOO_LARGE``, as RFC 9110 names it.
 
 Besides ``message``, an error may carry what ``google.rpc`` error details transport
 (:mod:`tfic.grpc_errors`): ``reason`` (a stable machine-readable class, ``ErrorInfo.reason``),
@@ -28,6 +30,14 @@ from typing import Any
 class Status:
     grpc_code: str  # the name of a grpc.StatusCode member; the core does not import grpc
     http_status: int
+    # The ``status`` of an HTTP error body when the HTTP status is not the gRPC code's own (413 is not what
+    # INVALID_ARGUMENT means over HTTP): the status's name in RFC 9110, upper snake case.
+    http_name: str = ""
+
+    @property
+    def name(self) -> str:
+        """What an HTTP error body says in ``status``: the HTTP-specific name, else the gRPC code's."""
+        return self.http_name or self.grpc_code
 
 
 class TficError(Exception):
@@ -51,11 +61,23 @@ class TficError(Exception):
             self.retry_after_seconds = retry_after_seconds
         self.details: dict[str, Any] = details
 
-    def __init_subclass__(cls, *, http_status: int | None = None, grpc_code: str | None = None, **kw: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        http_status: int | None = None,
+        grpc_code: str | None = None,
+        http_name: str | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init_subclass__(**kw)
-        if http_status is not None or grpc_code is not None:
+        if http_status is not None or grpc_code is not None or http_name is not None:
             inherited = status_for_class(cls)
-            _TABLE[cls] = Status(grpc_code or inherited.grpc_code, http_status or inherited.http_status)
+            status = http_status or inherited.http_status
+            # A name belongs to its HTTP status: a class with another status does not inherit it.
+            name = http_name if http_name is not None else ""
+            if http_name is None and status == inherited.http_status:
+                name = inherited.http_name
+            _TABLE[cls] = Status(grpc_code or inherited.grpc_code, status, name)
 
     def __str__(self) -> str:
         return self.message
@@ -161,8 +183,8 @@ INTERNAL_MESSAGE = "internal error; see the server log"
 # class with a given code is the general one.
 _TABLE: dict[type[BaseException], Status] = {
     InvalidArgument: Status("INVALID_ARGUMENT", 400),
-    UnsupportedFormat: Status("INVALID_ARGUMENT", 415),
-    ImageTooLarge: Status("INVALID_ARGUMENT", 413),
+    UnsupportedFormat: Status("INVALID_ARGUMENT", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    ImageTooLarge: Status("INVALID_ARGUMENT", 413, "CONTENT_TOO_LARGE"),
     NotFound: Status("NOT_FOUND", 404),
     AlreadyExists: Status("ALREADY_EXISTS", 409),
     PermissionDenied: Status("PERMISSION_DENIED", 403),
@@ -201,12 +223,31 @@ def class_for_grpc_code(grpc_code: str) -> type[TficError] | None:
     return None
 
 
+def class_for_status_name(name: str) -> type[TficError] | None:
+    """The class an HTTP error body's ``status`` stands for: a gRPC code name as :func:`class_for_grpc_code`
+    reads it, else the first class whose HTTP-specific name it is (``CONTENT_TOO_LARGE`` → ImageTooLarge)."""
+    found = class_for_grpc_code(name)
+    if found is None and name:
+        for cls, status in _TABLE.items():
+            if status.http_name == name and issubclass(cls, TficError):
+                return cls
+    return found
+
+
+def status_for_http(http_status: int) -> Status | None:
+    """The first row with that HTTP status (for errors that arrive as HTTP statuses only), None if none has it."""
+    for status in _TABLE.values():
+        if status.http_status == http_status:
+            return status
+    return None
+
+
 def grpc_code_for_http(http_status: int) -> str:
     """The gRPC code name of an HTTP status, read backwards from the table (for errors that arrive as HTTP
     statuses only, such as a framework's); INTERNAL for other 5xx, UNKNOWN for the rest."""
-    for status in _TABLE.values():
-        if status.http_status == http_status:
-            return status.grpc_code
+    status = status_for_http(http_status)
+    if status is not None:
+        return status.grpc_code
     return "INTERNAL" if http_status >= 500 else "UNKNOWN"
 
 

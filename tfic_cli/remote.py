@@ -25,7 +25,7 @@ from tfic.errors import (
     TficError,
     Unavailable,
     class_for,
-    class_for_grpc_code,
+    class_for_status_name,
     grpc_code_for_http,
 )
 
@@ -116,7 +116,7 @@ def _http_error(response: Any, where: str) -> TficError:
         status_name = grpc_code_for_http(response.status_code)
     if response.status_code in (400, 413, 415):  # the image's fault, not the run's (a 405 or 406 would be ours)
         return ImageRejected(message)
-    base = class_for_grpc_code(status_name) or TficError
+    base = class_for_status_name(status_name) or TficError
     return class_for(base, reason)(f"{where}: HTTP {response.status_code}: {message}")
 
 

@@ -35,6 +35,7 @@ TRAINING = ("indexed-job", "tfjob")
 # Optional components, as users add them: listed in an overlay's kustomization next to its images.
 COMBINATIONS = (
     "overlays/cpu+components/trainer-tls",
+    "overlays/cpu+components/inference-tls",
     "overlays/cpu+components/models-s3",
     "overlays/gpu+components/keda",
 )

@@ -429,10 +429,8 @@ def test_models_s3_component_swaps_the_shared_volume_for_sync_sidecars() -> None
     assert configmap["data"]["TFIC_MODELS_URI"].startswith("s3://")
 
 
-# The gateway's settings for its upstream credential (issue 15, the gateway's side). Until the gateway reads them,
-# components/inference-tls is not in KUSTOMIZATIONS (whose checks include "every variable is read") and its own
-# test below skips its last step, saying so.
-GATEWAY_UPSTREAM = {"TFIC_GATEWAY_INFERENCE_AUTH_TOKEN", "TFIC_GATEWAY_INFERENCE_TLS_CA"}
+# The gateway's settings for its upstream credential (--inference-ca implies TLS).
+GATEWAY_UPSTREAM = {"TFIC_GATEWAY_INFERENCE_AUTH_TOKEN", "TFIC_GATEWAY_INFERENCE_CA"}
 
 
 def test_inference_tls_component_closes_the_port_and_gives_the_gateway_its_credential() -> None:
@@ -467,7 +465,7 @@ def test_inference_tls_component_closes_the_port_and_gives_the_gateway_its_crede
     env = {e["name"]: e for e in front["env"]}
     assert env["TFIC_GATEWAY_INFERENCE_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == token
     ca_mount = next(m["mountPath"] for m in front["volumeMounts"] if m["name"] == "inference-tls")
-    assert env["TFIC_GATEWAY_INFERENCE_TLS_CA"]["value"] == f"{ca_mount}/ca.crt"
+    assert env["TFIC_GATEWAY_INFERENCE_CA"]["value"] == f"{ca_mount}/ca.crt"
     ca_volume = next(
         v
         for v in pod_templates(find(docs, "Deployment", "tfic-gateway"))[0]["spec"]["volumes"]
@@ -475,6 +473,4 @@ def test_inference_tls_component_closes_the_port_and_gives_the_gateway_its_crede
     )
     assert ca_volume["secret"]["secretName"] == template["metadata"]["name"]
     assert [i["key"] for i in ca_volume["secret"]["items"]] == ["ca.crt"]
-    pending = GATEWAY_UPSTREAM - cli_env_vars(gateway)
-    if pending:
-        pytest.skip(f"the gateway does not read {sorted(pending)} yet (issue 15, the gateway's side)")
+    assert cli_env_vars(gateway) >= GATEWAY_UPSTREAM, "the gateway reads its upstream credential"

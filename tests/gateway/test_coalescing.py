@@ -234,6 +234,7 @@ async def test_an_invalid_image_in_a_coalesced_call_is_found_by_resending_each_a
     assert upstream.calls == [[b"first"], [b"ok1", b"bad", b"ok22"], [b"ok1"], [b"bad"], [b"ok22"]]
     assert isinstance(outcomes[2], InvalidImage) and str(outcomes[2]).startswith("image 0:")  # as if sent alone
     answered = [o for i, o in enumerate(outcomes) if i != 2]
+    assert all(isinstance(o, Prediction) for o in answered), answered
     assert [o.results[0].probabilities[0] for o in answered if isinstance(o, Prediction)] == [5.0, 3.0, 4.0]
 
 

@@ -65,7 +65,8 @@ def test_corrupt_image_is_400(client: httpx.Client, images: dict[str, bytes]) ->
 
 
 def test_data_that_is_not_an_image_is_415(client: httpx.Client, images: dict[str, bytes]) -> None:
-    error = error_of(client.post("/invocations", content=images["not_an_image"], headers=PNG), 415, "INVALID_ARGUMENT")
+    response = client.post("/invocations", content=images["not_an_image"], headers=PNG)
+    error = error_of(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert error["reason"] == "unsupported_format"
     assert "not an image" in error["message"]
 
@@ -118,7 +119,7 @@ def test_unsupported_content_type_is_415(
     client: httpx.Client, images: dict[str, bytes], content_type: str | None
 ) -> None:
     headers = {} if content_type is None else {"Content-Type": content_type}
-    error = error_of(client.post("/invocations", content=images["png"], headers=headers), 415, "INVALID_ARGUMENT")
+    error = error_of(client.post("/invocations", content=images["png"], headers=headers), 415, "UNSUPPORTED_MEDIA_TYPE")
     assert error["reason"] == "unsupported_format"
     assert "application/x-image, image/jpeg, image/png" in error["message"]
 
@@ -128,7 +129,7 @@ def test_unsupported_content_type_is_415(
 )
 def test_unacceptable_accept_is_406(client: httpx.Client, images: dict[str, bytes], accept: str) -> None:
     response = client.post("/invocations", content=images["png"], headers={**PNG, "Accept": accept})
-    error = error_of(response, 406, "INVALID_ARGUMENT", "not_acceptable")
+    error = error_of(response, 406, "NOT_ACCEPTABLE", "not_acceptable")
     assert "application/json;verbose" in error["message"]
 
 
@@ -156,7 +157,7 @@ def test_unknown_route_is_404_and_wrong_method_405(client: httpx.Client) -> None
     error = error_of(client.get("/nowhere"), 404, "NOT_FOUND", "route_not_found")
     assert "/nowhere" in error["message"]
     response = client.get("/invocations")
-    error_of(response, 405, "INVALID_ARGUMENT", "method_not_allowed")
+    error_of(response, 405, "METHOD_NOT_ALLOWED", "method_not_allowed")
     assert response.headers["allow"] == "POST"
 
 
@@ -203,10 +204,10 @@ def small_limit(inference: RunningInference) -> Iterator[RunningGateway]:
 def test_declared_oversized_body_is_413(small_limit: RunningGateway) -> None:
     with small_limit.client() as client:
         response = client.post("/invocations", content=b"x" * 1001, headers=PNG)
-        error = error_of(response, 413, "INVALID_ARGUMENT", "body_too_large")
+        error = error_of(response, 413, "CONTENT_TOO_LARGE", "body_too_large")
         assert "1000" in error["message"]
         response = client.post("/v1/models/tiny:predict", content=b"{" + b" " * 2000 + b"}")
-        error_of(response, 413, "INVALID_ARGUMENT", "body_too_large")
+        error_of(response, 413, "CONTENT_TOO_LARGE", "body_too_large")
 
 
 def test_streamed_oversized_body_is_413(small_limit: RunningGateway) -> None:
@@ -216,7 +217,7 @@ def test_streamed_oversized_body_is_413(small_limit: RunningGateway) -> None:
 
     with small_limit.client() as client:
         response = client.post("/invocations", content=chunks(), headers=PNG)
-    error_of(response, 413, "INVALID_ARGUMENT", "body_too_large")
+    error_of(response, 413, "CONTENT_TOO_LARGE", "body_too_large")
 
 
 def test_body_at_the_limit_is_read(small_limit: RunningGateway, images: dict[str, bytes]) -> None:
@@ -224,7 +225,7 @@ def test_body_at_the_limit_is_read(small_limit: RunningGateway, images: dict[str
     with small_limit.client() as client:
         response = client.post("/invocations", content=b"x" * 1000, headers=PNG)
     # Under the limit, so it reaches the inference service, which refuses the bytes as an image.
-    error_of(response, 415, "INVALID_ARGUMENT", "unsupported_format")
+    error_of(response, 415, "UNSUPPORTED_MEDIA_TYPE", "unsupported_format")
 
 
 # --- inference service down, queue full, several models --------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import pkgutil
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +20,16 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive
 
 import gateway
-from gateway.errors import BodyTooLarge, MethodNotAllowed, NotAcceptable, classify, error_details, error_response
-from gateway.inputs import headers, read_body, top_k
+from gateway.errors import (
+    BodyTooLarge,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestTimeout,
+    classify,
+    error_details,
+    error_response,
+)
+from gateway.inputs import BODY_DEADLINE_KEY, BODY_TIMED_OUT_KEY, headers, read_body, top_k
 from gateway.settings import GatewaySettings
 from tfic import errors
 from tfic.errors import Cancelled, InvalidArgument
@@ -88,7 +97,9 @@ def test_error_info_refines_the_status_and_keeps_the_message() -> None:
     for raised, (status, reason) in cases.items():
         exc = exception_from_rpc(from_server(raised))
         assert type(exc) is type(raised)
-        assert classify(exc) == (status, grpc_code(raised).name, raised.message, reason)
+        # The body names 413 and 415 for themselves; the gRPC code stays INVALID_ARGUMENT.
+        assert classify(exc) == (status, errors.status_for(raised).name, raised.message, reason)
+        assert grpc_code(exc) is grpc.StatusCode.INVALID_ARGUMENT or status == 404
     # A reason that does not fit the code is ignored.
     exc = exception_from_rpc(error_info_only(grpc.StatusCode.NOT_FOUND, "x", "invalid_image"))
     assert classify(exc)[0] == 404
@@ -98,7 +109,7 @@ def test_transport_statuses_hide_their_details() -> None:
     unavailable = rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; ipv4:10.0.0.7:8500")
     assert "10.0.0.7" not in classify(exception_from_rpc(unavailable))[2]
     too_big = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)")
-    assert classify(exception_from_rpc(too_big))[:2] == (413, "INVALID_ARGUMENT")
+    assert classify(exception_from_rpc(too_big))[:2] == (413, "CONTENT_TOO_LARGE")
     # Statuses tfic's servers raised (an ErrorInfo attached) keep their message.
     busy = from_server(errors.Unavailable("model 'm' has no version available yet"))
     assert classify(exception_from_rpc(busy))[2] == "model 'm' has no version available yet"
@@ -168,8 +179,8 @@ def test_the_gateway_has_no_status_table_of_its_own() -> None:
                 # e.g. {405: "INVALID_ARGUMENT"} or {"NOT_FOUND": 404}: a second table of codes
                 named = [v for v in [*keys, *values] if isinstance(v, str) and v in CODE_NAMES]
                 assert not named, (info.name, name, named)
-    assert errors.TABLE[NotAcceptable] == errors.Status("INVALID_ARGUMENT", 406)
-    assert errors.TABLE[MethodNotAllowed] == errors.Status("INVALID_ARGUMENT", 405)
+    assert errors.TABLE[NotAcceptable] == errors.Status("INVALID_ARGUMENT", 406, "NOT_ACCEPTABLE")
+    assert errors.TABLE[MethodNotAllowed] == errors.Status("INVALID_ARGUMENT", 405, "METHOD_NOT_ALLOWED")
     assert BodyTooLarge not in errors.TABLE and errors.status_for(BodyTooLarge("x")).http_status == 413
 
 
@@ -197,29 +208,48 @@ def body_stream(chunks: list[bytes], *, disconnect_after: int | None = None) -> 
     return receive, handed
 
 
+def soon() -> float:
+    return time.monotonic() + 60
+
+
 async def test_body_limit_is_enforced_while_streaming() -> None:
     receive, handed = body_stream([b"x" * 400] * 100)
     with pytest.raises(BodyTooLarge, match="exceeds the limit of 1000 bytes"):
-        await read_body(receive, None, 1000)
+        await read_body({}, receive, None, 1000, soon())
     assert handed[0] == 3  # stopped at the chunk that crossed the limit, 97 chunks never read
 
 
 async def test_declared_length_over_the_limit_reads_nothing() -> None:
     receive, handed = body_stream([b"x" * 5000])
     with pytest.raises(BodyTooLarge, match="5000 bytes; the limit is 1000"):
-        await read_body(receive, "5000", 1000)
+        await read_body({}, receive, "5000", 1000, soon())
     assert handed[0] == 0
 
 
 async def test_body_within_the_limit() -> None:
     receive, _ = body_stream([b"ab", b"cd", b""])
-    assert await read_body(receive, None, 4) == b"abcd"
+    assert await read_body({}, receive, None, 4, soon()) == b"abcd"
+
+
+async def test_a_body_still_arriving_after_its_deadline_is_a_timeout() -> None:
+    receive, handed = body_stream([b"ab", b"cd", b"ef"])
+    with pytest.raises(RequestTimeout, match="did not arrive within the test's limit"):
+        await read_body({}, receive, None, 100, time.monotonic() - 1, "within the test's limit")
+    assert handed[0] == 1
+    # The connection sweep marks a late body in the scope (gateway.connections) and wakes the read.
+    scope: dict[str, Any] = {BODY_TIMED_OUT_KEY: True}
+    receive, _ = body_stream([b"ab", b"cd"])
+    with pytest.raises(RequestTimeout):
+        await read_body(scope, receive, None, 100, soon())
+    assert scope[BODY_DEADLINE_KEY] > time.monotonic()
+    receive, _ = body_stream([b"ab"])  # a body complete in its first message is read whatever the clock says
+    assert await read_body({}, receive, None, 100, time.monotonic() - 1) == b"ab"
 
 
 async def test_a_client_gone_mid_body_is_cancelled_not_a_short_image() -> None:
     receive, _ = body_stream([b"ab", b"cd", b"ef"], disconnect_after=2)
     with pytest.raises(Cancelled, match="disconnected"):
-        await read_body(receive, None, 100)
+        await read_body({}, receive, None, 100, soon())
 
 
 @pytest.mark.parametrize(

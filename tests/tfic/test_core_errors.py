@@ -64,10 +64,24 @@ EXPECTED: dict[str, tuple[str, int]] = {
     "gateway.errors.MethodNotAllowed": ("INVALID_ARGUMENT", 405),
     "gateway.errors.BodyTooLarge": ("INVALID_ARGUMENT", 413),
     "gateway.errors.RouteNotFound": ("NOT_FOUND", 404),
+    "gateway.errors.RequestTimeout": ("DEADLINE_EXCEEDED", 408),
+    "gateway.errors.TooManyConnections": ("RESOURCE_EXHAUSTED", 429),
+    "gateway.errors.ConnectionLimit": ("UNAVAILABLE", 503),
     "tfic_cli.remote.ImageRejected": ("INTERNAL", 500),  # never leaves the CLI: reported per image
     "tfic_cli.extras.MissingExtra": ("INTERNAL", 500),
     "trainer_svc.backbones.base.WeightsUnavailable": ("FAILED_PRECONDITION", 409),
     "trainer_svc.backbones.torch_legacy.CheckpointError": ("INVALID_ARGUMENT", 400),
+}
+
+# What an HTTP error body says in ``status`` where it is not the gRPC code's name: the HTTP statuses that are not
+# their gRPC code's own (INVALID_ARGUMENT is 400 over HTTP, DEADLINE_EXCEEDED 504).
+HTTP_NAMES = {
+    "tfic.errors.UnsupportedFormat": "UNSUPPORTED_MEDIA_TYPE",
+    "tfic.errors.ImageTooLarge": "CONTENT_TOO_LARGE",
+    "gateway.errors.NotAcceptable": "NOT_ACCEPTABLE",
+    "gateway.errors.MethodNotAllowed": "METHOD_NOT_ALLOWED",
+    "gateway.errors.BodyTooLarge": "CONTENT_TOO_LARGE",
+    "gateway.errors.RequestTimeout": "REQUEST_TIMEOUT",
 }
 
 PACKAGES = ("tfic", "tfic_cli", "tfic_demo", "trainer_svc", "inference_svc", "gateway")
@@ -120,6 +134,22 @@ def test_every_exception_class_maps_where_it_should() -> None:
     for name, cls in seen.items():
         status = errors.status_for_class(cls)
         assert (status.grpc_code, status.http_status) == EXPECTED[name], name
+        assert status.name == HTTP_NAMES.get(name, status.grpc_code), name
+
+
+def test_an_http_name_belongs_to_its_http_status() -> None:
+    class Slow(errors.ImageTooLarge):  # the same 413: the same name
+        pass
+
+    class Other(errors.ImageTooLarge, http_status=400):  # another status: not 413's name
+        pass
+
+    assert errors.status_for_class(Slow).name == "CONTENT_TOO_LARGE"
+    assert errors.status_for_class(Other) == errors.Status("INVALID_ARGUMENT", 400)
+    assert errors.status_for_class(Other).name == "INVALID_ARGUMENT"
+    assert errors.class_for_status_name("CONTENT_TOO_LARGE") is errors.ImageTooLarge
+    assert errors.class_for_status_name("NOT_FOUND") is errors.NotFound
+    assert errors.class_for_status_name("NO_SUCH_NAME") is None
 
 
 def test_the_most_specific_entry_wins_and_subclasses_elsewhere_join_the_one_table() -> None:
