@@ -71,6 +71,8 @@ def from_environment(inference: RunningInference) -> Iterator[Process]:
             process.send_signal(signal.SIGTERM)
         process.wait(30)
         reader.join(10)
+        assert process.stderr is not None
+        process.stderr.close()  # else its pipe is left to the garbage collector (a ResourceWarning, an error here)
 
 
 def test_a_gateway_configured_by_its_variables_alone_uses_them(from_environment: Process) -> None:
