@@ -52,6 +52,11 @@ COMMANDS: dict[str, Command] = {
         "tfic_cli.models:configure_predict",
         "client",  # local prediction (a model path) needs the trainer extra: its handler says so
     ),
+    "export": Command(
+        "convert a model version for the edge: TensorFlow Lite (float, float16, int8) or ONNX",
+        "tfic_cli.export:configure",
+        "trainer",
+    ),
     "backbones": Command(
         "list pretrained backbones, or publish one's ImageNet classifier",
         "tfic_cli.models:configure_backbones",
