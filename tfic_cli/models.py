@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfic.argparsing import DefaultsHelpFormatter
 from tfic.errors import InvalidArgument
 from tfic_cli.extras import missing_extra
-
-FORMATS = ("folder", "lst", "recordio", "tfrecord", "manifest")
 
 
 def configure_backbones(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -55,6 +54,7 @@ def _backbones_export(args: argparse.Namespace) -> int:
 
 
 def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    from trainer_svc.data.loader import CLI_FORMATS
     from trainer_svc.training.strategy import STRATEGIES
 
     p.description = (
@@ -62,10 +62,10 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
         "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). "
         "Hyperparameters use SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
     )
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = DefaultsHelpFormatter
     p.add_argument("data", help="training data")
     p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
-    p.add_argument("--format", choices=FORMATS, help="data format (default: inferred from the path)")
+    p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
     p.add_argument(
@@ -110,7 +110,7 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
             dest=f"hp__{spec.name}",
             metavar="V",
             action="append",
-            help=f"{spec.help} ({spec.describe_range()}; default {spec.default_text})",
+            help=f"{spec.help} ({spec.allowed_text()}; default {spec.default_text})",
         )
 
 
@@ -192,15 +192,23 @@ def _print_sink(event: dict[str, Any]) -> None:
 
 
 def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
-    p.description = "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also a PNG)."
+    p.description = (
+        "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (a PNG with --confusion-png "
+        "or --output-dir); for a multi-label model, per-class precision/recall/F1/AP and mAP."
+    )
     p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
     p.add_argument("data", help="labelled data in any supported format")
-    p.add_argument("--format", choices=FORMATS)
+    from trainer_svc.data.loader import CLI_FORMATS
+
+    p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--confusion-png", type=Path, help="save the confusion matrix as this PNG (default: none)")
     p.add_argument(
-        "--confusion-png", type=Path, help="where to save the confusion matrix (default: ./confusion_matrix.png)"
+        "--output-dir",
+        type=Path,
+        help="write report.json (and confusion_matrix.png for a single-label model) into this folder",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     p.set_defaults(handler=_evaluate)
@@ -216,15 +224,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
     source = scan(load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"))
     result = evaluate_model(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    # Files only where asked (--confusion-png, --output-dir): an evaluation run from any folder leaves none behind.
+    report = result.to_dict()
+    pngs: list[Path] = []
     if isinstance(result, MultiLabelEvaluation):  # no confusion matrix: labels are not exclusive
-        print(json.dumps(result.to_dict()) if args.json else format_report(result))
-        return 0
-    png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
-    if args.json:
-        print(json.dumps({**result.to_dict(), "top_k_accuracy": result.top_k_accuracy, "confusion_png": str(png)}))
+        if args.confusion_png:
+            raise InvalidArgument(f"{args.model} is a multi-label model: it has no confusion matrix")
     else:
-        print(format_report(result))
+        report["top_k_accuracy"] = result.top_k_accuracy
+        if args.output_dir:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+        targets = [args.confusion_png] + ([args.output_dir / "confusion_matrix.png"] if args.output_dir else [])
+        pngs = [save_confusion_png(result, target) for target in targets if target is not None]
+        if pngs:
+            report["confusion_png"] = str(pngs[-1])
+    if args.output_dir:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        (args.output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_report(result))
+    for png in pngs:
         print(f"\nconfusion matrix saved to {png}")
+    if args.output_dir:
+        print(f"report saved to {args.output_dir / 'report.json'}")
     return 0
 
 

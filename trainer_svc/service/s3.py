@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tfic.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from tfic.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 SCHEME = "s3://"
 _MARKER = ".tfic-download.json"
@@ -49,9 +49,20 @@ def filesystem(options: S3Options) -> Any:
     return s3fs.S3FileSystem(**kwargs)
 
 
+CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE, "
+    "in the environment of the process that reads S3, or give it an instance role"
+)
+
+
 def _calling(uri: str, fn: Callable[[], Any]) -> Any:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
     try:
         return fn()
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        # Not the caller's request being wrong, nor S3 failing: this process was started without credentials.
+        raise FailedPrecondition(f"cannot read {uri}: no S3 credentials ({exc}); {CREDENTIALS_HELP}", uri=uri) from None
     except PermissionError:
         raise PermissionDenied(f"S3 denied access to {uri}", uri=uri) from None
     except FileNotFoundError:

@@ -114,3 +114,26 @@ async def test_an_augmented_manifest_of_s3_images_trains_through_the_service_and
     assert await asyncio.to_thread(tfic, argv) == 0
     assert read_metadata(base / "local" / "1").labels == tuple(folders)
     assert not (base / ".work" / "local.s3").exists()  # the copy is gone once the version is published
+
+
+async def test_a_server_without_s3_credentials_says_so(
+    start_trainer: StartTrainer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials anywhere: FAILED_PRECONDITION naming what to set, not "internal error" (NoCredentialsError).
+
+    Signing fails before any connection, so the endpoint need not answer (port 9 is discard's, closed here).
+    """
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup on the network
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    trainer = await start_trainer(s3_endpoint_url="http://127.0.0.1:9")
+    error = await rpc_error(trainer.create("no-credentials", spec(f"s3://{BUCKET}/digits/")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    assert "no S3 credentials" in details and "AWS_ACCESS_KEY_ID" in details and f"s3://{BUCKET}/digits/" in details
+    argv = ["jobs", "submit", f"s3://{BUCKET}/digits/", "--model-name", "m", "--server", f"127.0.0.1:{trainer.port}"]
+    assert await asyncio.to_thread(tfic, argv) == 2
+    assert "no S3 credentials" in capsys.readouterr().err
