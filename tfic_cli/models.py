@@ -10,6 +10,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,8 +197,8 @@ def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -
         "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (a PNG with --confusion-png "
         "or --output-dir); for a multi-label model, per-class precision/recall/F1/AP and mAP."
     )
-    p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
-    p.add_argument("data", help="labelled data in any supported format")
+    p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION, local or s3://")
+    p.add_argument("data", help="labelled data in any supported format, local or s3://")
     from trainer_svc.data.loader import CLI_FORMATS
 
     p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
@@ -211,6 +212,7 @@ def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -
         help="write report.json (and confusion_matrix.png for a single-label model) into this folder",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// models and data (MinIO, Ceph, moto)")
     p.set_defaults(handler=_evaluate)
 
 
@@ -220,10 +222,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise InvalidArgument("--top-k must be at least 1")
-    # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
-    # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
-    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"))
-    result = evaluate_model(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory(prefix="tfic-evaluate-") as tmp:
+        # s3:// models and data are copied first (only the version evaluated), as tfic train copies its data.
+        model, data, image_root = _local_inputs(args, Path(tmp))
+        # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
+        # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
+        source = scan(load_source(data, args.format, image_root, check_classes=False, label_format="auto"))
+        result = evaluate_model(model, source, top_k=args.top_k, batch_size=args.batch_size)
     # Files only where asked (--confusion-png, --output-dir): an evaluation run from any folder leaves none behind.
     report = result.to_dict()
     pngs: list[Path] = []
@@ -252,17 +257,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_inputs(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str | None]:
+    """``tfic evaluate``'s model and data as local paths, ``s3://`` ones copied under ``tmp``."""
+    from trainer_svc.service.s3 import S3Options, fetch, fetch_model, is_s3
+
+    options = S3Options(args.s3_endpoint_url)
+    model = str(fetch_model(args.model, tmp / "model", options)) if is_s3(args.model) else args.model
+    data, image_root = fetch(args.data, args.image_root, args.format, None, tmp / "data", options)
+    return model, data, image_root
+
+
 def configure_predict(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
     p.description = (
         'Print {"probabilities", "labels", "predicted_label"} for one image, or JSON Lines (one object per '
         "image, like SageMaker batch transform) for several images or a folder."
     )
-    p.add_argument("model", nargs="?", help="BASE/NAME[/VERSION] for local prediction (omit with --server/--gateway)")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="BASE/NAME[/VERSION], local or s3://, for local prediction (omit with --server/--gateway)",
+    )
+    p.add_argument("images", nargs="+", help="image files or folders, local or s3:// (an object or a prefix)")
     p.add_argument("--top-k", type=int, default=0, help="only the K most probable classes, highest first")
     p.add_argument("--server", help="inference service HOST:PORT (gRPC)")
     p.add_argument("--gateway", help="gateway URL, e.g. http://localhost:8080")
     p.add_argument("--model-name", help="model name on the server or gateway")
+    p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// models and images (local prediction)")
     p.set_defaults(handler=_predict)
 
 
@@ -285,14 +305,37 @@ def _predict(args: argparse.Namespace) -> int:
         error = missing_extra("trainer", exc)
         raise exc if error is None else error from exc
 
-    paths = [p for t in targets for p in list_images(Path(t))]
+    with tempfile.TemporaryDirectory(prefix="tfic-predict-") as tmp:
+        return _predict_local(args, targets, Path(tmp), LocalPredictor, list_images, predict_paths)
+
+
+def _predict_local(
+    args: argparse.Namespace, targets: list[str], tmp: Path, predictor_class: Any, list_images: Any, predict_paths: Any
+) -> int:
+    from trainer_svc.service.s3 import S3Options, download, fetch_model, is_s3
+
+    options = S3Options(args.s3_endpoint_url)
+    model = fetch_model(args.model, tmp / "model", options) if is_s3(args.model) else args.model
+    # s3:// images are copied first; results name them by their URI, as local ones by their path.
+    local: list[tuple[str, Path]] = []
+    for i, target in enumerate(targets):
+        local.append((target, download(target, tmp / f"images-{i}", options) if is_s3(target) else Path(target)))
+    sources: dict[Path, str] = {}
+    paths = []
+    for target, path in local:
+        for found in list_images(path):
+            paths.append(found)
+            if is_s3(target):
+                relative = found.relative_to(path).as_posix() if path.is_dir() else ""
+                sources[found] = f"{target.rstrip('/')}/{relative}" if relative else target
     if not paths:
         raise InvalidArgument(f"no images found in {', '.join(targets)}")
-    predictor = LocalPredictor(args.model)
-    single = len(paths) == 1 and Path(targets[0]).is_file()
+    predictor = predictor_class(model)
+    single = len(paths) == 1 and local[0][1].is_file()
     failures = 0
     progress = _progress(len(paths)) if not single else None
     for result in predict_paths(predictor, paths, args.top_k):
+        result["source"] = sources.get(Path(result["source"]), result["source"])
         if progress is not None:
             progress.update(1)
         if "error" in result:

@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -189,6 +190,25 @@ def localize(
         base = uri.rsplit("/", 1)[0]
         return localize_manifest(local, dest / "images", options, attribute_names, base_uri=base)
     return local
+
+
+def fetch_model(uri: str, dest: Path, options: S3Options) -> Path:
+    """An ``s3://BASE/NAME[/VERSION]`` model as a local version folder under ``dest``: the version named, or the
+    latest of NAME (the largest integer prefix holding a saved_model.pb). Only that version is copied."""
+    path = _key_path(uri)
+    fs = filesystem(options)
+    if not _calling(uri, lambda: fs.exists(f"{path}/saved_model.pb")):
+        versions = []
+        for entry in _calling(uri, lambda: fs.ls(path, detail=False)):
+            name = PurePosixPath(entry).name
+            marker = f"{path}/{name}/saved_model.pb"
+            if name.isdigit() and int(name) > 0 and _calling(uri, partial(fs.exists, marker)):
+                versions.append(int(name))
+        if not versions:
+            raise NotFound(f"no model version found at {uri} (expected {uri.rstrip('/')}/<version>/saved_model.pb)")
+        uri = f"{SCHEME}{path}/{max(versions)}"
+    version = PurePosixPath(_key_path(uri)).name
+    return download(uri, dest / version, options)
 
 
 def fetch(
