@@ -43,6 +43,9 @@ _T = TypeVar("_T")
 _B64_HINT = '{"b64": "<base64 of the encoded image>"}'
 
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+
+
 def _load(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
@@ -158,7 +161,11 @@ class TfServingEndpoints:
         return model
 
     async def _parse(self, request: Request, call: Call, parse: Callable[[bytes], _T]) -> _T:
-        check_json_content_type(request.headers.get("content-type"))
+        content_type = request.headers.get("content-type")
+        # curl -d sends application/x-www-form-urlencoded unless told otherwise; TF Serving reads the body as JSON
+        # whatever that header says, so a JSON body under curl's default type is taken as JSON here too.
+        if not (content_type or "").lower().startswith(FORM_URLENCODED):
+            check_json_content_type(content_type)
         deadline = body_deadline(request.scope, call, self.settings.body_timeout_seconds)
         length = request.headers.get("content-length")
         body = await read_body(request.scope, request.receive, length, self.settings.max_body_bytes, *deadline)

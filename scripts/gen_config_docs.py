@@ -34,9 +34,9 @@ SECTIONS = (
     Section(
         "Logging (every service and command)",
         "tfic.logs:LogSettings",
-        "`tfic --log-level … --log-format … COMMAND`, and the same flags on `python -m gateway|inference_svc|"
-        "trainer_svc`. The services' own entry points default to `info`; the `tfic` command to `warning`, shown "
-        "here (`tfic up` starts its services with `--log-level info`).",
+        "`tfic --log-level … --log-format … COMMAND`, the same flags after `tfic serve NAME` and on `python -m "
+        "gateway|inference_svc|trainer_svc`. The services' own entry points default to `info`; the `tfic` command "
+        "to `warning`, shown here (`tfic up` starts its services with `--log-level info`).",
         {"log_level": "warning"},
     ),
     Section(

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from tfic.logs import LogSettings
 from tfic.settings import declarations
 from tfic_cli.main import build_parser
 from tfic_cli.serve import SERVICES
@@ -52,7 +53,7 @@ def test_every_flag_of_a_service_is_one_of_its_declared_settings(name: str) -> N
     settings = SERVICES[name][0]().SETTINGS
     declared = declarations(settings)
     expected = {"-h", "--help"}
-    for d in declared:
+    for d in (*declared, *declarations(LogSettings)):  # the log flags too, as on `tfic` itself
         expected |= {d.flag, f"--no-{d.flag[2:]}"} if d.is_bool else {d.flag}
     parser = _serve_parser(name)
     assert {s for a in parser._actions for s in a.option_strings} == expected

@@ -7,12 +7,12 @@ variable) exits 2, as argparse does for a malformed flag.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tfic import logs
+from tfic.argparsing import ArgumentParser
 from tfic.errors import TficError
 from tfic.settings import add_arguments, from_args
 
@@ -24,7 +24,7 @@ def service_main(
     run: Callable[[Any], int],
     argv: Sequence[str] | None = None,
 ) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     add_arguments(parser, logs.LogSettings)
     add_arguments(parser, settings)
     args = parser.parse_args(argv)

@@ -11,6 +11,8 @@ _MAX_SKIPPED_SHOWN = 20
 
 
 def configure(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    from trainer_svc.data.loader import CLI_FORMATS
+
     parser.description = "Prepare datasets the way MXNet's im2rec does (without MXNet), convert back, and inspect them."
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser(
@@ -78,6 +80,23 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> No
     p.set_defaults(handler=cmd_make_rec)
 
     p = sub.add_parser(
+        "make-tfrecord",
+        help="pack any dataset into a TFRecord file of tf.train.Example (image/encoded, image/class/label)",
+        description=(
+            "Read DATA as training does (class folders, .lst, .rec, TFRecord or an augmented manifest) and write "
+            "OUTPUT, a TFRecord file of tf.train.Example with image/encoded (the image's bytes, unchanged), "
+            "image/class/label (one value, or several for multi-label data) and image/class/text, plus labels.json "
+            "beside it. Images that cannot be decoded are skipped and listed."
+        ),
+    )
+    p.add_argument("data", help="the dataset")
+    p.add_argument("output", type=Path, help="the .tfrecord file to write")
+    p.add_argument("--format", choices=CLI_FORMATS, help="DATA's format (default: inferred)")
+    p.add_argument("--image-root", help="folder .lst paths are relative to (default: the .lst's folder)")
+    p.add_argument("--workers", type=int, default=8, help="decoding threads for the check (default: %(default)s)")
+    p.set_defaults(handler=cmd_make_tfrecord)
+
+    p = sub.add_parser(
         "rec-to-folder",
         help="unpack a .rec into OUT/<class>/<id>.<ext>",
         description="Unpack a RecordIO file into class folders (names from labels.json next to the .rec, else 0..N-1).",
@@ -104,7 +123,7 @@ def configure(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> No
         ),
     )
     p.add_argument("path", help="dataset path")
-    p.add_argument("--format", choices=("folder", "lst", "recordio", "tfrecord"), help="format (default: inferred)")
+    p.add_argument("--format", choices=CLI_FORMATS, help="format (default: inferred)")
     p.add_argument("--image-root", help="folder .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--decode", action="store_true", help="also decode every image and report the corrupt ones")
     p.add_argument("--workers", type=int, default=8, help="decoding threads for --decode (default: %(default)s)")
@@ -150,6 +169,27 @@ def cmd_make_rec(args: argparse.Namespace) -> int:
     )
     print(f"wrote {' and '.join(str(p) for p in result.outputs)}: {result.written} records")
     _print_skipped([(s.key, s.reason) for s in result.skipped], "not packed")
+    return 0
+
+
+def cmd_make_tfrecord(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer_svc.data.loader import load_source, scan
+    from trainer_svc.data.tfrecord import write_tfrecord
+
+    source = scan(
+        load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"),
+        workers=args.workers,
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    items = ((source.read(s), s.labels) for s in source.samples)
+    # Multi-label examples are named by labels.json alone: image/class/text holds one name per example.
+    written = write_tfrecord(args.output, items, None if source.multi_label else source.class_names)
+    names = args.output.parent / "labels.json"
+    names.write_text(json.dumps({"labels": list(source.class_names)}) + "\n")
+    print(f"wrote {args.output}: {written} records; {names}: {len(source.class_names)} classes")
+    _print_skipped([(s.key, s.reason) for s in source.skipped], "not packed")
     return 0
 
 

@@ -30,7 +30,8 @@ STATE_NAMES = {
 }
 STATE_OF = {v: k for k, v in STATE_NAMES.items()}
 TERMINAL = (pb.JOB_STATE_COMPLETED, pb.JOB_STATE_FAILED, pb.JOB_STATE_STOPPED)
-FORMATS = {"folder": pb.DATA_FORMAT_FOLDER, "lst": pb.DATA_FORMAT_LST, "recordio": pb.DATA_FORMAT_RECORDIO}
+# trainer_svc.data.loader's format names (FORMATS) → the channel's enum; --format also takes their aliases.
+FORMATS = {"folders": pb.DATA_FORMAT_FOLDER, "lst": pb.DATA_FORMAT_LST, "rec": pb.DATA_FORMAT_RECORDIO}
 FORMATS["tfrecord"] = pb.DATA_FORMAT_TFRECORD
 FORMATS["manifest"] = pb.DATA_FORMAT_MANIFEST
 
@@ -55,7 +56,9 @@ def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None
     _connection(p)
     p.add_argument("data", help="training data: a path under the server's data roots, or an s3:// URI")
     p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
-    p.add_argument("--format", choices=sorted(FORMATS), help="data format (default: inferred from the path)")
+    from trainer_svc.data.loader import CLI_FORMATS
+
+    p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
     p.add_argument(
@@ -167,7 +170,9 @@ def _submit(args: argparse.Namespace) -> int:
         )
     for channel in channels:
         if args.format:
-            channel.format = FORMATS[args.format]
+            from trainer_svc.data.loader import canonical_format
+
+            channel.format = FORMATS[canonical_format(args.format)]
         if args.attribute_names:
             channel.attribute_names.extend(n.strip() for n in args.attribute_names.split(",") if n.strip())
     spec = pb.TrainingJobSpec(

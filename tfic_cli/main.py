@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tfic import logs
+from tfic.argparsing import ArgumentParser
 from tfic.errors import InvalidArgument, TficError, status_for
 from tfic.settings import add_arguments, from_args
 from tfic_cli.extras import MissingExtra, missing_extra
@@ -51,6 +52,11 @@ COMMANDS: dict[str, Command] = {
         "classify images with a local model version, an inference server or a gateway",
         "tfic_cli.models:configure_predict",
         "client",  # local prediction (a model path) needs the trainer extra: its handler says so
+    ),
+    "export": Command(
+        "convert a model version for the edge: TensorFlow Lite (float, float16, int8) or ONNX",
+        "tfic_cli.export:configure",
+        "trainer",
     ),
     "backbones": Command(
         "list pretrained backbones, or publish one's ImageNet classifier",
@@ -88,7 +94,7 @@ def selected_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``tfic`` parser. With ``argv``, only the command it names is loaded; without, every command."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="tfic",
         description="tfic: train image classifiers and serve them (SageMaker-compatible, TensorFlow Serving layout).",
     )

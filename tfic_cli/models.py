@@ -10,14 +10,14 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfic.argparsing import DefaultsHelpFormatter
 from tfic.errors import InvalidArgument
 from tfic_cli.extras import missing_extra
-
-FORMATS = ("folder", "lst", "recordio", "tfrecord", "manifest")
 
 
 def configure_backbones(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -55,6 +55,7 @@ def _backbones_export(args: argparse.Namespace) -> int:
 
 
 def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    from trainer_svc.data.loader import CLI_FORMATS
     from trainer_svc.training.strategy import STRATEGIES
 
     p.description = (
@@ -62,10 +63,10 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
         "the next version to MODEL_BASE_PATH/MODEL_NAME/<version>/ (TensorFlow Serving layout). "
         "Hyperparameters use SageMaker's names, as --name VALUE flags or a JSON file; flags override the file."
     )
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = DefaultsHelpFormatter
     p.add_argument("data", help="training data")
     p.add_argument("--validation", help="validation data (default: a seeded stratified split of DATA)")
-    p.add_argument("--format", choices=FORMATS, help="data format (default: inferred from the path)")
+    p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root", help="folder that .lst paths are relative to (default: the .lst's folder)")
     p.add_argument("--validation-image-root", help="image root for a .lst validation channel")
     p.add_argument(
@@ -110,7 +111,7 @@ def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
             dest=f"hp__{spec.name}",
             metavar="V",
             action="append",
-            help=f"{spec.help} ({spec.describe_range()}; default {spec.default_text})",
+            help=f"{spec.help} ({spec.allowed_text()}; default {spec.default_text})",
         )
 
 
@@ -195,17 +196,26 @@ def _print_sink(event: dict[str, Any]) -> None:
 
 
 def configure_evaluate(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
-    p.description = "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (also a PNG)."
-    p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION")
-    p.add_argument("data", help="labelled data in any supported format")
-    p.add_argument("--format", choices=FORMATS)
+    p.description = (
+        "Accuracy, top-k accuracy, per-class precision/recall/F1 and a confusion matrix (a PNG with --confusion-png "
+        "or --output-dir); for a multi-label model, per-class precision/recall/F1/AP and mAP."
+    )
+    p.add_argument("model", help="BASE/NAME (latest version) or BASE/NAME/VERSION, local or s3://")
+    p.add_argument("data", help="labelled data in any supported format, local or s3://")
+    from trainer_svc.data.loader import CLI_FORMATS
+
+    p.add_argument("--format", choices=CLI_FORMATS, help="data format (default: inferred from the path)")
     p.add_argument("--image-root")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--confusion-png", type=Path, help="save the confusion matrix as this PNG (default: none)")
     p.add_argument(
-        "--confusion-png", type=Path, help="where to save the confusion matrix (default: ./confusion_matrix.png)"
+        "--output-dir",
+        type=Path,
+        help="write report.json (and confusion_matrix.png for a single-label model) into this folder",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// models and data (MinIO, Ceph, moto)")
     p.set_defaults(handler=_evaluate)
 
 
@@ -215,20 +225,49 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise InvalidArgument("--top-k must be at least 1")
-    # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
-    # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
-    source = scan(load_source(args.data, args.format, args.image_root, check_classes=False, label_format="auto"))
-    result = evaluate_model(args.model, source, top_k=args.top_k, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory(prefix="tfic-evaluate-") as tmp:
+        # s3:// models and data are copied first (only the version evaluated), as tfic train copies its data.
+        model, data, image_root = _local_inputs(args, Path(tmp))
+        # Evaluation data may hold only some of the classes; labels are matched by name. Several label values per
+        # row are read as SageMaker's multi-label formats (class ids or a multi-hot vector).
+        source = scan(load_source(data, args.format, image_root, check_classes=False, label_format="auto"))
+        result = evaluate_model(model, source, top_k=args.top_k, batch_size=args.batch_size)
+    # Files only where asked (--confusion-png, --output-dir): an evaluation run from any folder leaves none behind.
+    report = result.to_dict()
+    pngs: list[Path] = []
     if isinstance(result, MultiLabelEvaluation):  # no confusion matrix: labels are not exclusive
-        print(json.dumps(result.to_dict()) if args.json else format_report(result))
-        return 0
-    png = save_confusion_png(result, args.confusion_png or Path("confusion_matrix.png"))
-    if args.json:
-        print(json.dumps({**result.to_dict(), "top_k_accuracy": result.top_k_accuracy, "confusion_png": str(png)}))
+        if args.confusion_png:
+            raise InvalidArgument(f"{args.model} is a multi-label model: it has no confusion matrix")
     else:
-        print(format_report(result))
+        report["top_k_accuracy"] = result.top_k_accuracy
+        if args.output_dir:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+        targets = [args.confusion_png] + ([args.output_dir / "confusion_matrix.png"] if args.output_dir else [])
+        pngs = [save_confusion_png(result, target) for target in targets if target is not None]
+        if pngs:
+            report["confusion_png"] = str(pngs[-1])
+    if args.output_dir:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        (args.output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_report(result))
+    for png in pngs:
         print(f"\nconfusion matrix saved to {png}")
+    if args.output_dir:
+        print(f"report saved to {args.output_dir / 'report.json'}")
     return 0
+
+
+def _local_inputs(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str | None]:
+    """``tfic evaluate``'s model and data as local paths, ``s3://`` ones copied under ``tmp``."""
+    from trainer_svc.service.s3 import S3Options, fetch, fetch_model, is_s3
+
+    options = S3Options(args.s3_endpoint_url)
+    model = str(fetch_model(args.model, tmp / "model", options)) if is_s3(args.model) else args.model
+    data, image_root = fetch(args.data, args.image_root, args.format, None, tmp / "data", options)
+    return model, data, image_root
 
 
 def configure_predict(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -236,12 +275,17 @@ def configure_predict(p: argparse.ArgumentParser, argv: Sequence[str] | None) ->
         'Print {"probabilities", "labels", "predicted_label"} for one image, or JSON Lines (one object per '
         "image, like SageMaker batch transform) for several images or a folder."
     )
-    p.add_argument("model", nargs="?", help="BASE/NAME[/VERSION] for local prediction (omit with --server/--gateway)")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="BASE/NAME[/VERSION], local or s3://, for local prediction (omit with --server/--gateway)",
+    )
+    p.add_argument("images", nargs="+", help="image files or folders, local or s3:// (an object or a prefix)")
     p.add_argument("--top-k", type=int, default=0, help="only the K most probable classes, highest first")
     p.add_argument("--server", help="inference service HOST:PORT (gRPC)")
     p.add_argument("--gateway", help="gateway URL, e.g. http://localhost:8080")
     p.add_argument("--model-name", help="model name on the server or gateway")
+    p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// models and images (local prediction)")
     p.set_defaults(handler=_predict)
 
 
@@ -264,14 +308,37 @@ def _predict(args: argparse.Namespace) -> int:
         error = missing_extra("trainer", exc)
         raise exc if error is None else error from exc
 
-    paths = [p for t in targets for p in list_images(Path(t))]
+    with tempfile.TemporaryDirectory(prefix="tfic-predict-") as tmp:
+        return _predict_local(args, targets, Path(tmp), LocalPredictor, list_images, predict_paths)
+
+
+def _predict_local(
+    args: argparse.Namespace, targets: list[str], tmp: Path, predictor_class: Any, list_images: Any, predict_paths: Any
+) -> int:
+    from trainer_svc.service.s3 import S3Options, download, fetch_model, is_s3
+
+    options = S3Options(args.s3_endpoint_url)
+    model = fetch_model(args.model, tmp / "model", options) if is_s3(args.model) else args.model
+    # s3:// images are copied first; results name them by their URI, as local ones by their path.
+    local: list[tuple[str, Path]] = []
+    for i, target in enumerate(targets):
+        local.append((target, download(target, tmp / f"images-{i}", options) if is_s3(target) else Path(target)))
+    sources: dict[Path, str] = {}
+    paths = []
+    for target, path in local:
+        for found in list_images(path):
+            paths.append(found)
+            if is_s3(target):
+                relative = found.relative_to(path).as_posix() if path.is_dir() else ""
+                sources[found] = f"{target.rstrip('/')}/{relative}" if relative else target
     if not paths:
         raise InvalidArgument(f"no images found in {', '.join(targets)}")
-    predictor = LocalPredictor(args.model)
-    single = len(paths) == 1 and Path(targets[0]).is_file()
+    predictor = predictor_class(model)
+    single = len(paths) == 1 and local[0][1].is_file()
     failures = 0
     progress = _progress(len(paths)) if not single else None
     for result in predict_paths(predictor, paths, args.top_k):
+        result["source"] = sources.get(Path(result["source"]), result["source"])
         if progress is not None:
             progress.update(1)
         if "error" in result:

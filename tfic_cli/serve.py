@@ -10,8 +10,10 @@ import argparse
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
+from tfic import logs
 from tfic.settings import add_arguments, from_args
 from tfic_cli.extras import missing_extra
+from tfic_cli.main import LOG_DEFAULTS
 
 
 # Each service's entry point (SETTINGS, the class of its settings, and run(settings)), imported by a plain
@@ -58,6 +60,9 @@ def configure(serve: argparse.ArgumentParser, argv: Sequence[str] | None) -> Non
             if error is None:
                 raise
             raise error from exc
+        # The log flags here too (the same declaration as `tfic --log-level`), since `tfic serve NAME --log-level`
+        # is where a reader of a service's flags looks for them; given in both places, this one wins.
+        add_arguments(p, logs.LogSettings, defaults=LOG_DEFAULTS)
         add_arguments(p, module.SETTINGS)
         p.set_defaults(handler=_Serve(module), extra=name)
 

@@ -30,6 +30,14 @@ class UpSettings:
     ENV_PREFIX: ClassVar[str] = "TFIC_UP_"
 
     workdir: Path = setting(Path("tfic-local"), "models, trainer state, data and logs go here")
+    data_roots: tuple[Path, ...] = setting(
+        (),
+        "a folder training jobs may read local data from (repeatable; default: WORKDIR/data)",
+        flag="--data-root",
+        env="TFIC_UP_DATA_ROOTS",
+        repeatable=True,
+        metavar="DIR",
+    )
     trainer_port: int = setting(0, "the trainer's gRPC port (0 picks a free port)", minimum=0, maximum=65535)
     inference_port: int = setting(
         0, "the inference service's gRPC port (0 picks a free port)", minimum=0, maximum=65535
@@ -130,6 +138,9 @@ def run(settings: UpSettings) -> int:
     models, data_root, logs = work / "models", work / "data", work / "logs"
     for d in (models, data_root, logs):
         d.mkdir(parents=True, exist_ok=True)
+    # The demo writes its dataset under WORKDIR/data, which is a root whatever else is given.
+    roots = [data_root, *(r.resolve() for r in settings.data_roots if r.resolve() != data_root)]
+    root_flags = [word for r in roots for word in ("--data-root", str(r))]
     ports = {k: getattr(settings, f"{k}_port") or _free_port() for k in ("trainer", "inference", "gateway")}
     trainer_addr = f"127.0.0.1:{ports['trainer']}"
     inference_addr = f"127.0.0.1:{ports['inference']}"
@@ -137,7 +148,7 @@ def run(settings: UpSettings) -> int:
     services = [
         Service("trainer", ["--host", "127.0.0.1", "--port", str(ports["trainer"]), "--metrics-port", "0",
                             "--state-dir", str(work / "trainer-state"), "--model-base-path", str(models),
-                            "--data-root", str(data_root)], logs / "trainer.log"),
+                            *root_flags], logs / "trainer.log"),
         Service("inference", ["--host", "127.0.0.1", "--port", str(ports["inference"]), "--metrics-port", "0",
                               "--model-base-path", str(models), "--poll-interval-seconds", "1"],
                 logs / "inference.log"),
@@ -159,7 +170,9 @@ def run(settings: UpSettings) -> int:
         print(f"inference  gRPC {inference_addr}      (tfic predict --server {inference_addr} ...)")
         print(f"gateway    HTTP {gateway_url}  (curl --data-binary @img.png -H 'Content-Type: application/x-image' "
               f"{gateway_url}/models/NAME/invocations)")  # fmt: skip
-        print(f"models in {models}, logs in {logs}", flush=True)
+        print(f"models in {models}, logs in {logs}")
+        print(f"training data: local paths under {', '.join(map(str, roots))} (more with --data-root DIR), or s3://",
+              flush=True)  # fmt: skip
         if settings.demo:
             from tfic_demo.flow import DemoEndpoints, run_demo
 

@@ -62,6 +62,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     meta = read_metadata(args.model_dir)
     runtime = TensorFlowRuntime(args.model_dir, meta)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
+    if not images:
+        raise SystemExit(f"{args.images} holds no *.jpg files")
     height, width, _ = meta.image_shape
     pre = Preprocessor(args.decode_workers)
     pool = ThreadPoolExecutor(args.decode_workers)

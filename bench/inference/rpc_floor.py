@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.images is None:
         parser.error("--images is required")
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
+    if not images:
+        parser.error(f"{args.images} holds no *.jpg files")
     rows = uvloop.run(measure(images, [int(c) for c in args.concurrency.split(",")], args.seconds))
     print(json.dumps({"rows": rows}), flush=True)
     return 0

@@ -154,6 +154,15 @@ def test_predict_errors_from_the_inference_service(client: httpx.Client, images:
     assert response.status_code == 415
 
 
+def test_a_json_body_under_curls_default_type_or_none_is_json(client: httpx.Client, images: dict[str, bytes]) -> None:
+    """``curl -d @body.json URL`` sends application/x-www-form-urlencoded; TF Serving reads the JSON regardless."""
+    body = json.dumps({"instances": [b64(images["png"])]}).encode()
+    for headers in ({"Content-Type": "application/x-www-form-urlencoded"}, {}):
+        response = client.post(f"/v1/models/{MODEL}:predict", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 1
+
+
 def test_large_body_is_parsed_off_the_loop(
     client: httpx.Client, inference: RunningInference, images: dict[str, bytes]
 ) -> None:

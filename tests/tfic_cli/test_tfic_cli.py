@@ -158,3 +158,47 @@ def test_a_missing_extra_is_named_instead_of_a_traceback(tmp_path: Path, digits_
     assert err.strip().splitlines()[-1] == (
         "tfic train: error: the package 'tensorflow' is not installed; it comes with pip install 'tfic[trainer]'"
     )
+
+
+def test_flags_are_never_abbreviated_and_typos_get_a_suggestion(
+    tmp_path: Path, digits_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", str(digits_dir), "--model-base-path", str(tmp_path), "--model-name", "m"]
+    for typo, meant in (("--epoch", "--epochs"), ("--learning_rat", "--learning_rate")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, typo, "1"])
+        assert exit_info.value.code == 2
+        assert f"unrecognized arguments: {typo} 1; {typo}: did you mean {meant}?" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_help_shows_real_defaults_and_what_refused_names_accept() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tfic_cli", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "(default: None)" not in out
+    flat = " ".join(out.split())
+    assert "--resize V MXNet pre-crop resize (default only — tfic resizes whole images" in flat
+    assert "--kv_store V, --kv-store V MXNet distribution mode (default only — use --strategy multi-worker" in flat
+
+
+def test_evaluate_writes_files_only_where_asked_and_predict_takes_options_anywhere(
+    trained_model: Path,
+    digits_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(trained_model), str(digits_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "confusion_png" not in report and list(tmp_path.iterdir()) == []
+    assert main(["evaluate", str(trained_model), str(digits_dir), "--output-dir", "out"]) == 0
+    assert "confusion matrix saved to out/confusion_matrix.png" in capsys.readouterr().out
+    assert (tmp_path / "out" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["images"] == 400
+
+    images = [str(p) for p in sorted((digits_dir / "digit_3").glob("*.png"))[:2]]
+    assert main(["predict", str(trained_model), "--top-k", "2", images[0], images[1]]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(x["labels"]) for x in lines] == [2, 2] and [x["source"] for x in lines] == images

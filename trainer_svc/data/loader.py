@@ -22,6 +22,15 @@ _ALIASES = {
     "tfrecords": "tfrecord",
     "augmented-manifest": "manifest",
 }
+# Every spelling a --format option accepts: the names above and their aliases.
+CLI_FORMATS = (*FORMATS, *_ALIASES)
+
+
+def canonical_format(name: str) -> str:
+    """A format's name in :data:`FORMATS` for any spelling in :data:`CLI_FORMATS`."""
+    return _ALIASES.get(name, name)
+
+
 _SUFFIXES = {
     ".lst": "lst",
     ".rec": "rec",

@@ -31,20 +31,24 @@ _FRAME_OVERHEAD = 16
 
 
 def write_tfrecord(
-    path: str | os.PathLike[str], items: Iterable[tuple[bytes, int]], class_names: Sequence[str] | None = None
+    path: str | os.PathLike[str],
+    items: Iterable[tuple[bytes, int | Sequence[int]]],
+    class_names: Sequence[str] | None = None,
 ) -> int:
-    """Write ``(encoded image, label)`` pairs; with ``class_names`` each also gets ``image/class/text``."""
+    """Write ``(encoded image, label or labels)`` pairs; with ``class_names`` each single-label example also gets
+    ``image/class/text`` (several labels are several ``image/class/label`` values, named by a labels.json)."""
     import tensorflow as tf
 
     count = 0
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for image, label in items:
+        for image, given in items:
+            labels = [given] if isinstance(given, int) else list(given)
             feature = {
                 IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
             }
-            if class_names is not None:
-                text = class_names[label].encode()
+            if class_names is not None and len(labels) == 1:
+                text = class_names[labels[0]].encode()
                 feature[TEXT_KEY] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
             example = tf.train.Example(features=tf.train.Features(feature=feature))
             writer.write(example.SerializeToString())

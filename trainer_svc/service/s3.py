@@ -14,10 +14,11 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tfic.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from tfic.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 SCHEME = "s3://"
 _MARKER = ".tfic-download.json"
@@ -49,9 +50,20 @@ def filesystem(options: S3Options) -> Any:
     return s3fs.S3FileSystem(**kwargs)
 
 
+CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE, "
+    "in the environment of the process that reads S3, or give it an instance role"
+)
+
+
 def _calling(uri: str, fn: Callable[[], Any]) -> Any:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
     try:
         return fn()
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        # Not the caller's request being wrong, nor S3 failing: this process was started without credentials.
+        raise FailedPrecondition(f"cannot read {uri}: no S3 credentials ({exc}); {CREDENTIALS_HELP}", uri=uri) from None
     except PermissionError:
         raise PermissionDenied(f"S3 denied access to {uri}", uri=uri) from None
     except FileNotFoundError:
@@ -178,6 +190,25 @@ def localize(
         base = uri.rsplit("/", 1)[0]
         return localize_manifest(local, dest / "images", options, attribute_names, base_uri=base)
     return local
+
+
+def fetch_model(uri: str, dest: Path, options: S3Options) -> Path:
+    """An ``s3://BASE/NAME[/VERSION]`` model as a local version folder under ``dest``: the version named, or the
+    latest of NAME (the largest integer prefix holding a saved_model.pb). Only that version is copied."""
+    path = _key_path(uri)
+    fs = filesystem(options)
+    if not _calling(uri, lambda: fs.exists(f"{path}/saved_model.pb")):
+        versions = []
+        for entry in _calling(uri, lambda: fs.ls(path, detail=False)):
+            name = PurePosixPath(entry).name
+            marker = f"{path}/{name}/saved_model.pb"
+            if name.isdigit() and int(name) > 0 and _calling(uri, partial(fs.exists, marker)):
+                versions.append(int(name))
+        if not versions:
+            raise NotFound(f"no model version found at {uri} (expected {uri.rstrip('/')}/<version>/saved_model.pb)")
+        uri = f"{SCHEME}{path}/{max(versions)}"
+    version = PurePosixPath(_key_path(uri)).name
+    return download(uri, dest / version, options)
 
 
 def fetch(

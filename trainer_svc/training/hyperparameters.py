@@ -85,6 +85,10 @@ class Spec:
         text = " and ".join(x for x in (lo, hi) if x) or "any value"
         return f"auto, or {text}" if self.auto else text
 
+    def allowed_text(self) -> str:
+        """What a user may give: the range, or, for a name tfic accepts but refuses to change, why not."""
+        return f"default only — {self.rejected}" if self.rejected else self.describe_range()
+
     def parse(self, raw: Any) -> Any:
         value: Any
         if self.auto and (raw is None or str(raw).strip().lower() == "auto"):
@@ -670,8 +674,7 @@ def markdown_table() -> str:
     rows = ["| name | aliases | default | allowed | what it does |", "|---|---|---|---|---|"]
     for spec in SPECS:
         aliases = ", ".join(f"`{a}`" for a in spec.aliases)
-        allowed = f"default only — {spec.rejected}" if spec.rejected else spec.describe_range()
-        rows.append(f"| `{spec.name}` | {aliases} | `{spec.default_text}` | {allowed} | {spec.help} |")
+        rows.append(f"| `{spec.name}` | {aliases} | `{spec.default_text}` | {spec.allowed_text()} | {spec.help} |")
     return "\n".join(rows)
 
 

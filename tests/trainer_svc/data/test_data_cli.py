@@ -86,3 +86,47 @@ def test_main_prints_one_line_and_exits_non_zero(tmp_path: Path, capsys: pytest.
     assert main.main(["data", "inspect", str(tmp_path / "missing")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"tfic data: error: dataset {tmp_path / 'missing'} does not exist"
+
+
+def test_make_tfrecord_packs_any_dataset_as_training_reads_it(
+    make_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer_svc.data.loader import load_source
+
+    root = make_dataset({"cat": 3, "dog": 2})
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    out = tmp_path / "packed" / "pets.tfrecord"
+    assert _run("make-tfrecord", str(root), str(out)) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: 5 records" in printed and "broken.png" in printed
+    packed = load_source(str(out))
+    original = load_source(str(root))
+    assert packed.class_names == ("cat", "dog")
+    good = [s for s in original.samples if not s.key.endswith("broken.png")]
+    assert [s.labels for s in packed.samples] == [s.labels for s in good]
+    assert [packed.read(s) for s in packed.samples] == [original.read(s) for s in good]  # bytes unchanged
+
+    # Several labels per image (a multi-label .lst) stay several image/class/label values.
+    lst = tmp_path / "multi.lst"
+    files = sorted(p.relative_to(root) for p in root.rglob("*.png") if p.name != "broken.png")
+    labels = ["0", "0\t1"]  # class ids: one label, then two
+    rows = [f"{i}\t{labels[i % 2]}\t{path}\n" for i, path in enumerate(files)]
+    lst.write_text("".join(rows))
+    (tmp_path / "labels.json").write_text('{"labels": ["indoor", "sunny"]}')
+    multi = tmp_path / "multi" / "multi.tfrecord"
+    assert _run("make-tfrecord", str(lst), str(multi), "--image-root", str(root)) == 0
+    capsys.readouterr()
+    samples = load_source(str(multi)).samples
+    assert [s.labels for s in samples] == [(0,) if i % 2 == 0 else (0, 1) for i in range(len(files))]
+    assert load_source(str(multi)).class_names == ("indoor", "sunny")
+
+
+def test_format_choices_are_the_names_the_error_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tfic.errors import NotFound
+    from trainer_svc.data.loader import FORMATS
+
+    # Every name the "cannot tell the format" message offers is a valid --format: the reader, not argparse's
+    # "invalid choice" (SystemExit), is what refuses a missing path.
+    for name in FORMATS:
+        with pytest.raises((NotFound, InvalidDataset)):
+            _run("inspect", str(tmp_path / "nothing"), "--format", name)

@@ -114,3 +114,69 @@ async def test_an_augmented_manifest_of_s3_images_trains_through_the_service_and
     assert await asyncio.to_thread(tfic, argv) == 0
     assert read_metadata(base / "local" / "1").labels == tuple(folders)
     assert not (base / ".work" / "local.s3").exists()  # the copy is gone once the version is published
+
+
+async def test_a_server_without_s3_credentials_says_so(
+    start_trainer: StartTrainer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials anywhere: FAILED_PRECONDITION naming what to set, not "internal error" (NoCredentialsError).
+
+    Signing fails before any connection, so the endpoint need not answer (port 9 is discard's, closed here).
+    """
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup on the network
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    trainer = await start_trainer(s3_endpoint_url="http://127.0.0.1:9")
+    error = await rpc_error(trainer.create("no-credentials", spec(f"s3://{BUCKET}/digits/")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error.details() or ""
+    assert "no S3 credentials" in details and "AWS_ACCESS_KEY_ID" in details and f"s3://{BUCKET}/digits/" in details
+    argv = ["jobs", "submit", f"s3://{BUCKET}/digits/", "--model-name", "m", "--server", f"127.0.0.1:{trainer.port}"]
+    assert await asyncio.to_thread(tfic, argv) == 2
+    assert "no S3 credentials" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict_read_models_and_data_from_s3(
+    s3_endpoint: str, trained_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tfic evaluate/predict on s3:// models (the latest version of a name, or one version) and s3:// data."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for version in ("1", "2"):  # the same weights twice: BASE/NAME means the latest, version 2
+        for path in sorted(p for p in trained_model.rglob("*") if p.is_file()):
+            client.upload_file(
+                str(path), BUCKET, f"models/digits/{version}/{path.relative_to(trained_model).as_posix()}"
+            )
+    endpoint = ["--s3-endpoint-url", s3_endpoint]
+
+    assert tfic(["evaluate", f"s3://{BUCKET}/models/digits", f"s3://{BUCKET}/digits/", "--json", *endpoint]) == 0
+    from_s3 = json.loads(capsys.readouterr().out)
+    local_copy = tmp_path / "digits"
+    for folder in sorted((data_root / "digits").iterdir()):  # the 100 images the fixture uploaded
+        (local_copy / folder.name).mkdir(parents=True)
+        for path in sorted(folder.glob("*.png"))[:10]:
+            (local_copy / folder.name / path.name).write_bytes(path.read_bytes())
+    assert tfic(["evaluate", str(trained_model), str(local_copy), "--json"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert from_s3["version"] == 2 and from_s3["images"] == local["images"] == 100
+    assert from_s3["confusion_matrix"] == local["confusion_matrix"]
+
+    image = sorted((local_copy / "digit_3").glob("*.png"))[0]
+    assert (
+        tfic(["predict", f"s3://{BUCKET}/models/digits/1", f"s3://{BUCKET}/digits/digit_3/{image.name}", *endpoint])
+        == 0
+    )
+    single = json.loads(capsys.readouterr().out)
+    assert tfic(["predict", str(trained_model), str(image)]) == 0
+    assert single == json.loads(capsys.readouterr().out)
+    assert tfic(["predict", f"s3://{BUCKET}/models/digits", f"s3://{BUCKET}/digits/digit_3/", *endpoint]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [x["source"] for x in lines] == [
+        f"s3://{BUCKET}/digits/digit_3/{p.name}" for p in sorted((local_copy / "digit_3").glob("*.png"))
+    ]
+    assert tfic(["evaluate", f"s3://{BUCKET}/nothing", str(local_copy), *endpoint]) == 2
+    assert f"s3://{BUCKET}/nothing does not exist" in capsys.readouterr().err

@@ -93,3 +93,25 @@ def test_binary_mode_needs_two_classes_and_eval_metric_needs_binary_mode(tmp_pat
         hyperparameters.parse({"eval_metric": "prc"})
     with pytest.raises(InvalidHyperparameter, match="eval_metric='f1' is not allowed"):
         hyperparameters.parse({"binary_mode": "1", "eval_metric": "f1"})
+
+
+def test_tflite_export_keeps_the_one_sigmoid(
+    binary_model: tuple[Path, list[Any]], zeros_and_sixes: Path, tmp_path: Path
+) -> None:
+    from trainer_svc.training.edge_export import TFLiteClassifier, export_model
+
+    version, _ = binary_model
+    result = export_model(version, tmp_path / "edge")
+    predictor = LocalPredictor(version)
+    paths = sorted(zeros_and_sixes.rglob("*.png"))[::8]
+    pixels = np.stack([predictor.prepare(p.read_bytes()) for p in paths]).astype(np.float32)
+    got = TFLiteClassifier(result.model).predict(pixels)
+    assert got.shape == (len(paths), 1)
+    np.testing.assert_allclose(got, predictor.predict_prepared(list(pixels)), atol=1e-5)
+    output = json.loads(result.sidecar.read_text())["output"]
+    assert (output["kind"], output["columns"], output["labels"], output["threshold"]) == (
+        "binary",
+        ["digit_6"],
+        ["digit_0", "digit_6"],
+        0.5,
+    )

@@ -202,3 +202,21 @@ def test_metadata_without_an_output_kind_still_loads_as_multi_class(trained_mode
     assert (old.output, old.threshold, old.multi_label) == ("multi_class", 0.5, False)
     with pytest.raises(InvalidArgument, match="unknown output kind 'regression'"):
         modeldir.ModelMetadata.from_dict({**data, "output": "regression"})
+
+
+def test_tflite_export_keeps_one_sigmoid_per_label(
+    attribute_model: tuple[Path, Path, list[Any]], digits_dir: Path, tmp_path: Path
+) -> None:
+    from trainer_svc.training.edge_export import TFLiteClassifier, export_model
+
+    version, _, _ = attribute_model
+    result = export_model(version, tmp_path / "edge")
+    predictor = LocalPredictor(version)
+    paths = sorted(digits_dir.rglob("*.png"))[::9]
+    pixels = np.stack([predictor.prepare(p.read_bytes()) for p in paths]).astype(np.float32)
+    got = TFLiteClassifier(result.model).predict(pixels)
+    np.testing.assert_allclose(got, predictor.predict_prepared(list(pixels)), atol=1e-5)
+    assert got.shape == (len(paths), len(NAMES))
+    assert not np.allclose(got.sum(axis=1), 1.0)  # independent sigmoids, not a softmax
+    output = json.loads(result.sidecar.read_text())["output"]
+    assert (output["kind"], output["columns"], output["threshold"]) == ("multi_label", list(NAMES), 0.5)
