@@ -77,8 +77,17 @@ def open_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Imag
         raise UnsupportedFormat(
             "data is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WebP)"
         ) from None
-    except Image.DecompressionBombError as exc:  # above Pillow's own ceiling, when --max-pixels is set higher
-        raise ImageTooLarge(str(exc)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning: where it is an error
+        # Pillow refuses a header above twice its own ceiling inside Image.open, in its own words; read the size
+        # from the header without that check, so that tfic's limit and message apply whatever the size.
+        size = _header_size(data)
+        if size is None:
+            raise ImageTooLarge(str(exc)) from None
+        img_width, img_height = size
+        limit = min(limits.max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or limits.max_pixels))
+        raise ImageTooLarge(
+            f"image is {img_width}x{img_height} = {img_width * img_height} pixels; the limit is {limit} pixels"
+        ) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise InvalidImage(f"cannot read image header: {exc}") from None
     if img.format not in SAFE_FORMATS:
@@ -91,6 +100,24 @@ def open_image(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Imag
             f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels} pixels"
         )
     return img
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """The width and height a supported format's header declares, parsed without Pillow's bomb check."""
+    Image.init()
+    prefix = data[:16]
+    for name in SAFE_FORMATS:
+        if name not in Image.OPEN:
+            continue
+        factory, accept = Image.OPEN[name]
+        if accept is not None and not accept(prefix):
+            continue
+        try:
+            width, height = factory(io.BytesIO(data), "").size  # the plugin parses the header only
+        except Exception:  # not this format after all, or a malformed header: try the next
+            continue
+        return int(width), int(height)
+    return None
 
 
 # EXIF orientation → the transpose that displays the picture upright (ImageOps.exif_transpose's table).

@@ -17,6 +17,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from inference_svc.server import InferenceServer
 from tests.inference_svc.support import MODEL, encode, random_image
+from tests.tfic.hard_images import huge_png_header
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 
@@ -45,6 +46,8 @@ CASES = {
     "truncated pixels": (_half(encode(random_image(2, 300, 300), "PNG")), "corrupt or truncated"),
     "too many bytes": (b"\xff\xd8" + bytes(3 * 1024 * 1024), "the limit is 2097152 bytes"),
     "too many pixels": (_bomb_png(3000, 3000), "the limit is 4000000 pixels"),
+    # Beyond Pillow's own bomb guard (2 x 89.5 MP): still tfic's limit and message, from the header alone.
+    "far too many pixels": (huge_png_header(40_000, 40_000), "40000x40000 = 1600000000 pixels; the limit is 4000000"),
     "unsupported format": (_tga(), "not supported"),
 }
 

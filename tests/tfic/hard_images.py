@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -71,3 +73,13 @@ def hard_images() -> dict[str, bytes]:
         "chelsea.tiff": encode(chelsea, "TIFF"),
     }
     return images
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (one empty IDAT): Pillow reads the size from IHDR alone."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")

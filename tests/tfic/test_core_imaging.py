@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.tfic.hard_images import huge_png_header
 from tfic.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
-from tfic.imaging import DecodeLimits, check_decodable, decode_resize, draft_size
+from tfic.imaging import DecodeLimits, check_decodable, decode_resize, draft_size, open_image
 
 
 def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -73,6 +74,13 @@ def test_bad_inputs_name_the_reason() -> None:
         decode_resize(good, (8, 8), limits=DecodeLimits(max_bytes=100))
     with pytest.raises(ImageTooLarge, match="64x64 = 4096 pixels; the limit is 1000 pixels"):
         decode_resize(good, (8, 8), limits=DecodeLimits(max_pixels=1000))
+
+
+@pytest.mark.parametrize("side", [12_000, 40_000])  # below and above twice Pillow's own ceiling (2 x 89.5 MP)
+def test_tfics_pixel_limit_and_message_apply_before_pillows_bomb_guard(side: int) -> None:
+    with pytest.raises(ImageTooLarge) as info:
+        open_image(huge_png_header(side, side))
+    assert str(info.value) == f"image is {side}x{side} = {side * side} pixels; the limit is 50000000 pixels"
 
 
 def test_draft_sizes_a_sideways_jpeg_by_its_displayed_shape() -> None:
