@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,25 @@ class GatedFactory:
         runtime = GatedRuntime(self.inner(model, version, path, metadata))
         self.runtimes.append(runtime)
         return runtime
+
+
+@contextlib.asynccontextmanager
+async def gated_server(base: Path, max_enqueued_batches: int) -> AsyncIterator[tuple[Any, GatedFactory]]:
+    """A real server whose model runs only when a test opens its runtime's gate (batches of 2, one batch thread)."""
+    from inference_svc.server import InferenceServer
+
+    factory = GatedFactory()
+    batching = BatchingSettings(
+        max_batch_size=2, num_batch_threads=1, max_enqueued_batches=max_enqueued_batches, batch_timeout_micros=0
+    )
+    server = await InferenceServer(make_settings(base, batching=batching), factory).start()
+    await wait_until(lambda: server.repository.available(MODEL), what="the model to load")
+    try:
+        yield server, factory
+    finally:
+        for runtime in factory.runtimes:
+            runtime.gate.set()
+        await server.stop(grace=1.0)
 
 
 @dataclass

@@ -13,8 +13,14 @@ import pytest
 from grpc import aio
 
 from inference_svc.server import InferenceServer
-from inference_svc.settings import BatchingSettings
-from tests.inference_svc.support import MODEL, GatedFactory, encode, make_settings, random_image, wait_until
+from tests.inference_svc.support import (
+    MODEL,
+    GatedFactory,
+    encode,
+    gated_server,
+    random_image,
+    wait_until,
+)
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 IMAGE = encode(random_image(0))
@@ -23,14 +29,8 @@ CALLS = 12
 
 @pytest.fixture
 async def gated(base_path: Path) -> AsyncIterator[tuple[InferenceServer, GatedFactory]]:
-    factory = GatedFactory()
-    batching = BatchingSettings(max_batch_size=2, num_batch_threads=1, max_enqueued_batches=64, batch_timeout_micros=0)
-    server = await InferenceServer(make_settings(base_path, batching=batching), factory).start()
-    await wait_until(lambda: server.repository.available(MODEL), what="the model to load")
-    yield server, factory
-    for runtime in factory.runtimes:
-        runtime.gate.set()
-    await server.stop(grace=1.0)
+    async with gated_server(base_path, max_enqueued_batches=64) as running:
+        yield running
 
 
 def _request() -> classifier_pb2.ClassifyRequest:
