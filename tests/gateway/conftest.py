@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.gateway.servers import (
     RunningGateway,
     RunningInference,
     encode,
+    refusing_port,
     run_gateway,
     run_inference,
 )
@@ -81,9 +81,5 @@ def client(gateway: RunningGateway) -> Iterator[httpx.Client]:
 @pytest.fixture
 def refused_port() -> Iterator[int]:
     """A port bound but not listening: connections to it are refused for as long as the fixture lives."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with refusing_port() as port:
+        yield port

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -49,6 +50,17 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
         self.loop.close()
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port bound but not listening: connections to it are refused for as long as the block lasts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
 
 
 def wait_serving(port: int, services: tuple[str, ...], timeout: float = 120) -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
-from tests.gateway.servers import RunningGateway, run_gateway
+from tests.gateway.servers import RunningGateway, refusing_port, run_gateway
 
 ATTACKER = "127.0.0.2"
 TRICKLE = 0.8  # seconds between bytes, as in the hostile-input run that found the hole
@@ -42,14 +42,8 @@ def guarded(refused_port_module: int) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="module")
 def refused_port_module() -> Iterator[int]:
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with refusing_port() as port:
+        yield port
 
 
 def port_of(gateway: RunningGateway) -> int:
