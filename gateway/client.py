@@ -91,6 +91,8 @@ def model_from_pb(pb: classifier_pb2.ModelInfo) -> ModelInfo:
                 else None
             ),
             version_labels=tuple(v.version_labels),
+            output=v.output or "multi_class",
+            threshold=v.threshold,
         )
         for v in pb.versions
     )
@@ -101,6 +103,7 @@ def prediction_from_pb(pb: classifier_pb2.ClassifyResponse) -> Prediction:
     """The response as plain types. The repeated fields are handed over as they are (read-only sequences),
     not copied into lists: renderers read only what their format needs, and copying every field of every
     result cost ~40 µs per request on the gateway's hot path."""
+    output = pb.output or "multi_class"  # an older server leaves it empty
     return Prediction(
         model_name=pb.model_name,
         model_version=pb.model_version,
@@ -111,6 +114,9 @@ def prediction_from_pb(pb: classifier_pb2.ClassifyResponse) -> Prediction:
                 label_indices=r.label_indices,
                 predicted_label=r.predicted_label,
                 predicted_index=r.predicted_index,
+                predicted_labels=r.predicted_labels,
+                output=output,
+                threshold=pb.threshold,
             )
             for r in pb.results
         ],

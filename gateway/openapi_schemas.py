@@ -12,7 +12,25 @@ def ref(name: str) -> dict[str, str]:
 def schemas() -> dict[str, Any]:
     probabilities = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}
     labels = {"type": "array", "items": {"type": "string"}}
-    verbose = {"probabilities": probabilities, "labels": labels, "predicted_label": {"type": "string"}}
+    output = {
+        "type": "string",
+        "enum": ["multi_class", "multi_label", "binary"],
+        "description": (
+            "What the probabilities are: a softmax over the labels, one sigmoid per label, or (binary) the one "
+            "probability of the model's second label."
+        ),
+    }
+    threshold = {
+        "type": "number",
+        "description": "multi_label and binary: the probability at which a label is predicted (0 for multi_class).",
+    }
+    verbose = {
+        "probabilities": probabilities,
+        "labels": labels,
+        "predicted_label": {"type": "string"},
+        "predicted_labels": {**labels, "description": "multi_label only: every label at or over the threshold."},
+        "threshold": threshold,
+    }
     b64 = {
         "type": "object",
         "required": ["b64"],
@@ -40,6 +58,8 @@ def schemas() -> dict[str, Any]:
                 "properties": {k: {"type": "integer"} for k in ("height", "width", "channels")},
             },
             "version_labels": labels,
+            "output": output,
+            "threshold": threshold,
         },
     }
     tensor = {
@@ -91,7 +111,7 @@ def schemas() -> dict[str, Any]:
         "VerbosePrediction": {
             "type": "object",
             "description": "application/json;verbose.",
-            "required": list(verbose),
+            "required": ["probabilities", "labels", "predicted_label"],
             "additionalProperties": False,
             "properties": verbose,
         },

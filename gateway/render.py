@@ -30,20 +30,30 @@ def dumps(value: Any) -> bytes:
 
 
 def prediction(result: Classification, fmt: ResponseFormat) -> bytes:
-    """One image's body in the negotiated representation."""
+    """One image's body in the negotiated representation.
+
+    The verbose shapes are ``tfic predict``'s: a multi-label model adds ``predicted_labels`` (every label at
+    or over the threshold) and ``threshold``; a binary model's one probability is its positive label's,
+    with ``threshold``.
+    """
     probabilities = list(result.probabilities)
     if fmt is ResponseFormat.JSON:
         return dumps(probabilities)
-    if fmt is ResponseFormat.JSON_VERBOSE:
-        return dumps(
-            {"probabilities": probabilities, "labels": list(result.labels), "predicted_label": result.predicted_label}
-        )
     if fmt is ResponseFormat.JSONLINES:
         return dumps({"prediction": probabilities}) + b"\n"
-    return (
-        dumps({"prediction": probabilities, "labels": list(result.labels), "predicted_label": result.predicted_label})
-        + b"\n"
-    )
+    key = "probabilities" if fmt is ResponseFormat.JSON_VERBOSE else "prediction"
+    body: dict[str, Any] = {
+        key: probabilities,
+        "labels": list(result.labels),
+        "predicted_label": result.predicted_label,
+    }
+    if result.output == "multi_label":
+        body["predicted_labels"] = list(result.predicted_labels)
+    if result.output != "multi_class":
+        body["threshold"] = result.threshold
+    if fmt is ResponseFormat.JSON_VERBOSE:
+        return dumps(body)
+    return dumps(body) + b"\n"
 
 
 def version_json(v: VersionInfo) -> dict[str, Any]:
@@ -55,6 +65,8 @@ def version_json(v: VersionInfo) -> dict[str, Any]:
         "labels": list(v.labels),
         "input_shape": None if shape is None else {"height": shape[0], "width": shape[1], "channels": shape[2]},
         "version_labels": list(v.version_labels),
+        "output": v.output,
+        "threshold": v.threshold,
     }
 
 

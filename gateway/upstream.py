@@ -41,6 +41,9 @@ class Classification:
     label_indices: Sequence[int]
     predicted_label: str
     predicted_index: int
+    predicted_labels: Sequence[str] = ()  # multi_label: every label at or over ``threshold``, most probable first
+    output: str = "multi_class"  # multi_class, multi_label or binary (one probability, of the second label)
+    threshold: float = 0.0  # multi_label and binary
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class VersionInfo:
     labels: tuple[str, ...]
     input_shape: tuple[int, int, int] | None  # height, width, channels
     version_labels: tuple[str, ...]
+    output: str = "multi_class"
+    threshold: float = 0.0
 
 
 @dataclass(frozen=True)

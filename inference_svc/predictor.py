@@ -34,8 +34,11 @@ class ModelRef:
 class Prediction:
     model: str
     version: int
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # the label of each column: a binary model's one column is its second label
     probabilities: np.ndarray  # float32 [N, C], columns in label order
+    output: str = "multi_class"  # tfic.modeldir.OUTPUTS
+    threshold: float = 0.0  # multi_label and binary: the probability at which a label is predicted
+    model_labels: tuple[str, ...] = ()  # every label of the model (a binary model's negative one too)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,10 @@ class Predictor:
         announced: bool = False,
     ) -> Prediction:
         probabilities = await _batcher(served).submit(pixels, deadline, announced)
-        return Prediction(served.model, served.version, meta.labels, probabilities)
+        threshold = 0.0 if meta.output == "multi_class" else meta.threshold
+        return Prediction(
+            served.model, served.version, meta.columns, probabilities, meta.output, threshold, meta.labels
+        )
 
     def _check_count(self, n: int) -> None:
         if n == 0:

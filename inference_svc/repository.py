@@ -386,10 +386,11 @@ def warm_up(runtime: Runtime, metadata: ModelMetadata, batch_sizes: tuple[int, .
         images = rng.integers(0, 256, (size, height, width, 3)).astype(np.float32)
         for _ in range(max(1, iterations)):
             probabilities = runtime.predict(images)
-            if probabilities.shape != (size, metadata.num_classes):
+            columns = len(metadata.columns)
+            if probabilities.shape != (size, columns):
                 raise InvalidArgument(
                     f"model returned probabilities of shape {probabilities.shape} for {size} images; "
-                    f"its metadata has {metadata.num_classes} labels"
+                    f"its metadata ({metadata.output}, {metadata.num_classes} labels) needs {columns} columns"
                 )
 
 

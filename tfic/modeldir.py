@@ -117,6 +117,11 @@ class ModelMetadata:
         return len(self.labels)
 
     @property
+    def columns(self) -> tuple[str, ...]:
+        """The label each column of ``probabilities`` is for: a binary model's one column is its positive label."""
+        return self.labels[1:] if self.output == "binary" else self.labels
+
+    @property
     def multi_label(self) -> bool:
         return self.output == "multi_label"
 

@@ -30,7 +30,7 @@ class TFServingRuntime(Runtime):
         self._client = client
         self._model = model
         self._version = version
-        self._num_classes = metadata.num_classes
+        self._num_classes = len(metadata.columns)
         self._wait_until_available()
 
     def _wait_until_available(self) -> None:

@@ -109,7 +109,7 @@ class TensorFlowRuntime(Runtime):
         self._fn: Callable[[Any], Any] = _probabilities_function(
             tf, self._loaded, signatures[modeldir.SIGNATURE_IMAGES], spec, options.xla, path
         )
-        self._num_classes = metadata.num_classes
+        self._num_classes = len(metadata.columns)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         probabilities = self._fn(self._tf.constant(images, dtype=self._tf.float32)).numpy()

@@ -28,23 +28,58 @@ def ref_from_pb(spec: common_pb2.ModelSpec) -> ModelRef:
 
 
 def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.ClassifyResponse:
+    results = _binary_results(prediction) if prediction.output == "binary" else _ranked_results(prediction, k)
+    return classifier_pb2.ClassifyResponse(
+        model_name=prediction.model,
+        model_version=prediction.version,
+        results=results,
+        output=prediction.output,
+        threshold=prediction.threshold,
+    )
+
+
+def _ranked_results(prediction: Prediction, k: int) -> list[classifier_pb2.Classification]:
     labels = prediction.labels
+    multi_label = prediction.output == "multi_label"
+    rows = prediction.probabilities.tolist() if multi_label else []
     results = []
-    for indices, probabilities in top_k(prediction.probabilities, k):
+    for row, (indices, probabilities) in enumerate(top_k(prediction.probabilities, k)):
         # The first of equal maxima, as argmax; with top_k the list is already ranked.
         predicted = indices[0] if k else max(range(len(probabilities)), key=probabilities.__getitem__)
+        result = classifier_pb2.Classification(
+            probabilities=probabilities,
+            labels=[labels[i] for i in indices],
+            label_indices=indices,
+            predicted_label=labels[predicted],
+            predicted_index=predicted,
+        )
+        if multi_label:  # over every label, whatever top_k shows
+            result.predicted_labels.extend(_over_threshold(rows[row], labels, prediction.threshold))
+        results.append(result)
+    return results
+
+
+def _over_threshold(values: list[float], labels: tuple[str, ...], threshold: float) -> list[str]:
+    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)  # stable: ties keep label order
+    return [labels[i] for i in order if values[i] >= threshold]
+
+
+def _binary_results(prediction: Prediction) -> list[classifier_pb2.Classification]:
+    """SageMaker's binary shape: the one probability, of the positive label; the threshold picks the label."""
+    negative, positive = prediction.model_labels
+    results = []
+    for (p,) in prediction.probabilities.tolist():
+        index = 1 if p >= prediction.threshold else 0
         results.append(
             classifier_pb2.Classification(
-                probabilities=probabilities,
-                labels=[labels[i] for i in indices],
-                label_indices=indices,
-                predicted_label=labels[predicted],
-                predicted_index=predicted,
+                probabilities=[p],
+                labels=[positive],
+                label_indices=[1],
+                predicted_label=(negative, positive)[index],
+                predicted_index=index,
             )
         )
-    return classifier_pb2.ClassifyResponse(
-        model_name=prediction.model, model_version=prediction.version, results=results
-    )
+    return results
 
 
 def version_to_pb(status: VersionStatus) -> classifier_pb2.VersionInfo:
@@ -55,6 +90,8 @@ def version_to_pb(status: VersionStatus) -> classifier_pb2.VersionInfo:
         version_labels=list(status.version_labels),
     )
     if status.metadata is not None:
+        info.output = status.metadata.output
+        info.threshold = 0.0 if status.metadata.output == "multi_class" else status.metadata.threshold
         height, width, channels = status.metadata.image_shape
         info.labels.extend(status.metadata.labels)
         info.input_shape.CopyFrom(common_pb2.ImageShape(height=height, width=width, channels=channels))

@@ -39,6 +39,8 @@ def test_models(client: httpx.Client) -> None:
         "labels": list(LABELS),
         "input_shape": {"height": 16, "width": 16, "channels": 3},
         "version_labels": [],
+        "output": "multi_class",
+        "threshold": 0.0,
     }
     assert client.get(f"/models/{SECOND_MODEL}").json() == models[1]
     missing = client.get("/models/nope")

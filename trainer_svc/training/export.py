@@ -60,8 +60,7 @@ class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
 
 def save_serving_model(path: Path, model: keras.Model, meta: ModelMetadata) -> None:
     """Write the SavedModel and its metadata into ``path`` (a staging directory)."""
-    columns = meta.labels[1:] if meta.output == "binary" else meta.labels
-    module = ServingModule(model, columns, meta.image_shape, meta.preprocessing.interpolation)
+    module = ServingModule(model, meta.columns, meta.image_shape, meta.preprocessing.interpolation)
     tf.saved_model.save(
         module,
         str(path),
