@@ -140,7 +140,8 @@ def _tensor(dtype: str, *dims: int) -> dict[str, Any]:
 
 def tfs_metadata(name: str, version: VersionInfo) -> bytes:
     """GetModelMetadata's JSON for a tfic model version (its signatures follow tfic.modeldir's contract)."""
-    classes = len(version.labels) or -1
+    columns = 1 if version.output == "binary" else len(version.labels)  # a binary model's one sigmoid
+    classes = columns or -1
     height, width, _ = version.input_shape or (-1, -1, 3)
     outputs = {
         OUTPUT_PROBABILITIES: _tensor("DT_FLOAT", -1, classes),

@@ -169,3 +169,12 @@ def test_tf_serving_predict_on_a_binary_model_matches_its_saved_model(
     assert [p["classes"] for p in predictions] == [["positive"]] * 3
     for prediction, oracle in zip(predictions, expected, strict=True):
         assert prediction["probabilities"] == pytest.approx(oracle["probabilities"], abs=1e-6)
+
+
+def test_tf_serving_metadata_of_a_binary_model_names_one_column(served: tuple[Path, str, str]) -> None:
+    _, _, url = served
+    response = httpx.get(f"{url}/v1/models/yes-no/metadata", timeout=30)
+    assert response.status_code == 200, response.text
+    signature = response.json()["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    dims = [int(d["size"]) for d in signature["outputs"]["probabilities"]["tensor_shape"]["dim"]]
+    assert dims == [-1, 1]
