@@ -67,6 +67,10 @@ class Coalescer:
         self._lanes: dict[tuple[ModelRef, int], _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def queued(self) -> int:
+        """Requests waiting for a call slot (those whose deadline passed or whose client left excluded)."""
+        return sum(not w.future.done() for lane in self._lanes.values() for w in lane.queue)
+
     async def classify(self, model: ModelRef, image: bytes, top_k: int, call: Call) -> Prediction:
         key = (model, top_k)
         lane = self._lanes.get(key)

@@ -171,14 +171,10 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0)
 
 
 def arrived(coalescer: Coalescer, upstream: Scripted, n: int) -> Callable[[], bool]:
-    """Whether ``n`` requests have reached the coalescer: each image is either sent upstream or queued.
-
-    Queued ones are only visible inside the coalescer, so this reads its lanes (a white-box look, for the test).
-    """
+    """Whether ``n`` requests have reached the coalescer: each image is either sent upstream or queued."""
 
     def check() -> bool:
-        queued = sum(not w.future.done() for lane in coalescer._lanes.values() for w in lane.queue)
-        return sum(map(len, upstream.calls)) + queued == n
+        return sum(map(len, upstream.calls)) + coalescer.queued() == n
 
     return check
 
