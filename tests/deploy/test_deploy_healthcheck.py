@@ -3,7 +3,6 @@ plaintext and TLS gRPC health, and HTTP."""
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import importlib.util
 import threading
@@ -17,6 +16,8 @@ import pytest
 from deploy_support import DEPLOY
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from tests.certs import self_signed
+
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("tfic_healthcheck", DEPLOY / "docker" / "healthcheck.py")
@@ -29,41 +30,11 @@ def _load() -> ModuleType:
 HEALTH = _load()
 
 
-def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    """A certificate for ``name`` signed by its own key (it is its own CA)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "tls.crt", folder / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def grpc_servers(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     """A plaintext and a TLS gRPC server with health checking: "" SERVING, tfic.v1.Trainer NOT_SERVING."""
     pytest.importorskip("cryptography")
-    cert, key = _self_signed(tmp_path, "tfic-trainer")
+    cert, key = self_signed(tmp_path, "tfic-trainer")
     servicer = health.HealthServicer()
     servicer.set("tfic.v1.Trainer", health_pb2.HealthCheckResponse.NOT_SERVING)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
-from tests.gateway.classifier_server import self_signed
+from tests.certs import self_signed
 from tests.gateway.servers import run_gateway
 from tfic.errors import InvalidArgument
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
-from tests.gateway.classifier_server import MODEL, ClassifierServer, self_signed
+from tests.certs import self_signed
+from tests.gateway.classifier_server import MODEL, ClassifierServer
 from tests.gateway.servers import LoopThread, run_gateway
 from tfic.errors import InvalidArgument
 
