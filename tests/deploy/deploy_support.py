@@ -144,6 +144,15 @@ def render(name: str) -> list[Obj]:
     return copy.deepcopy(list(_render(name)))
 
 
+def split_image(reference: str) -> tuple[str, str, str]:
+    """An image reference's repository, tag and digest (``reg/x:1.0@sha256:…``; a missing part is "")."""
+    reference, _, digest = reference.partition("@")
+    colon = reference.rfind(":")
+    if colon > reference.rfind("/"):
+        return reference[:colon], reference[colon + 1 :], digest
+    return reference, "", digest
+
+
 def load_yaml_documents(path: Path) -> list[Obj]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 

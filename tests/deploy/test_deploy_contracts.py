@@ -28,6 +28,7 @@ from deploy_support import (
     pod_templates,
     render,
     require,
+    split_image,
 )
 
 SERVICE_IDS = [s.name for s in SERVICES]
@@ -352,7 +353,7 @@ def test_pods_are_restricted_and_bounded(name: str) -> None:
                 assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
                     c["resources"]["limits"]
                 )
-                image, _, tag = c["image"].rpartition(":")
+                image, tag, _digest = split_image(c["image"])
                 assert image and tag and tag != "latest", c["image"]
 
 

@@ -28,6 +28,7 @@ from deploy_support import (
     pod_templates,
     render,
     require,
+    split_image,
 )
 
 ENTRYPOINT = ["/usr/bin/tini", "--", "tfic"]
@@ -100,7 +101,7 @@ def test_manifests_run_what_the_images_run(overlay: str) -> None:
         template = pod_templates(workload)[0]
         assert template["spec"]["securityContext"]["runAsUser"] == RUNTIME_UID
         c = next(c for c in template["spec"]["containers"] if c["name"] == service.container)
-        image = c["image"].rpartition(":")[0].rsplit("/", 1)[-1]
+        image = split_image(c["image"])[0].rsplit("/", 1)[-1]
         stage = STAGES[IMAGE_TARGETS[image]]
         assert "command" not in c
         assert c["args"] == stage.inherited("cmd")
