@@ -89,7 +89,7 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service(
         "gateway", "gateway.main", "Deployment", "tfic-gateway", "gateway", "tfic-gateway", "gateway",
-        None, "/readyz", "TFIC_GATEWAY_PORT", None, "gateway.metrics:GatewayMetrics",
+        None, "/readyz", "TFIC_GATEWAY_PORT", "TFIC_GATEWAY_METRICS_PORT", "gateway.metrics:GatewayMetrics",
     ),
 )  # fmt: skip
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
@@ -214,6 +214,18 @@ def container_env(docs: list[Obj], c: Obj) -> dict[str, str]:
             assert resource == "cpu", f"unexpected resourceFieldRef {ref}"
             env[item["name"]] = str(cpu_cores_ceil(c["resources"][kind]["cpu"]))
     return env
+
+
+def pre_stop_seconds(c: Obj) -> float:
+    """How long a container's preStop hook delays SIGTERM: ``exec: [sleep, N]`` or the ``sleep`` action; 0 without."""
+    hook = c.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    if "sleep" in hook:
+        return float(hook["sleep"]["seconds"])
+    command = hook["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, f"{c['name']}: a preStop the tests cannot time: {command}"
+    return float(command[1])
 
 
 def cpu_cores_ceil(quantity: str | int | float) -> int:

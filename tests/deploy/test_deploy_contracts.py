@@ -26,6 +26,7 @@ from deploy_support import (
     of_kind,
     parse_cli,
     pod_templates,
+    pre_stop_seconds,
     render,
     require,
     split_image,
@@ -128,6 +129,8 @@ def test_termination_grace_outlasts_the_drain(overlay: str) -> None:
             needed = args.stop_grace_seconds + float(shutdown)  # type: ignore[arg-type]
         else:
             needed = args.shutdown_grace_seconds
+        # kubelet counts a preStop hook's time against the grace period too.
+        needed += pre_stop_seconds(_c)
         assert grace >= needed + 5, f"{service.name}: terminationGracePeriodSeconds {grace} vs drain {needed}"
 
 

@@ -68,7 +68,8 @@ def test_target_exposes_and_health_checks_the_real_ports(target: str) -> None:
     require(service)
     stage = STAGES[target]
     args = parse_cli(["serve", service.name], {})  # the CLI's own defaults
-    expected = {args.port} | ({args.metrics_port} if service.metrics_port_env else set())
+    # A negative metrics port (the gateway's default) serves /metrics on the main port.
+    expected = {args.port} | ({args.metrics_port} if service.metrics_port_env and args.metrics_port >= 0 else set())
     assert stage.all_expose() == expected
     check = str(stage.inherited("healthcheck"))
     m = re.search(r'CMD python /opt/tfic/healthcheck\.py (grpc|http) "\$\{(\w+):-(\d+)\}" (\S+)', check)
