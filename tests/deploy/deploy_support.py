@@ -32,12 +32,29 @@ NAMESPACE = "tfic"
 
 OVERLAYS = ("cpu", "gpu", "dev", "keda")
 TRAINING = ("indexed-job", "tfjob")
-# Optional components, as users add them: listed in an overlay's kustomization next to its images.
-COMBINATIONS = (
-    "overlays/cpu+components/trainer-tls",
-    "overlays/cpu+components/inference-tls",
-    "overlays/cpu+components/models-s3",
-    "overlays/gpu+components/keda",
+PRODUCTION = ("cpu", "gpu", "keda")  # every overlay but dev
+# Every combination docs/deploy.md offers, as users make it: the components appended to the overlay's own
+# `components:` (after those it lists). Each production overlay with each optional component alone and with
+# all of them; KEDA on GPUs is components/keda-gpu (components/keda carries the CPU thresholds).
+SERVICE_COMPONENTS = ("trainer-tls", "inference-tls", "models-s3")
+TRAINING_COMPONENTS = ("training-gpu", "training-kueue")
+
+
+def _with(base: str, components: tuple[str, ...]) -> str:
+    return "+".join((base, *(f"components/{c}" for c in components)))
+
+
+COMBINATIONS = tuple(
+    dict.fromkeys(
+        [
+            *(_with(f"overlays/{o}", (c,)) for o in PRODUCTION for c in SERVICE_COMPONENTS),
+            *(_with(f"overlays/{o}", SERVICE_COMPONENTS) for o in PRODUCTION),
+            _with("overlays/gpu", ("keda-gpu",)),
+            _with("overlays/gpu", ("keda-gpu", *SERVICE_COMPONENTS)),
+            *(_with(f"training/{t}", (c,)) for t in TRAINING for c in TRAINING_COMPONENTS),
+            *(_with(f"training/{t}", TRAINING_COMPONENTS) for t in TRAINING),
+        ]
+    )
 )
 # Every kustomization users apply (the base is applied through the overlays, but must render alone too).
 KUSTOMIZATIONS = (
@@ -125,7 +142,11 @@ def _overlay_with(overlay: Path, components: list[Path], folder: Path) -> Path:
     """A copy of ``overlay`` in ``folder`` whose kustomization also lists ``components`` (paths made relative)."""
     data = yaml.safe_load((overlay / "kustomization.yaml").read_text())
     for key in ("resources", "components"):
-        data[key] = [os.path.relpath((overlay / p).resolve(), folder) for p in data.get(key, [])]
+        # Folders by relative path; files (kustomize loads them only from within the root) are copied below.
+        data[key] = [
+            p if (overlay / p).is_file() else os.path.relpath((overlay / p).resolve(), folder)
+            for p in data.get(key, [])
+        ]
     data["components"] += [os.path.relpath(c, folder) for c in components]
     for path in overlay.iterdir():
         if path.name != "kustomization.yaml":
