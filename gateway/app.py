@@ -69,6 +69,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.metrics_port >= 0:
+            app.state.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", settings.host, app.state.metrics_port)
         inference = inference_factory(settings, metrics)
         gateway.attach(inference)
         log.info("gateway started; inference service at %s", settings.inference)
@@ -78,6 +81,7 @@ def create_app(
             gateway.draining = True
             await gateway.detach()
             await inference.close()
+            metrics.close()
             log.info("gateway stopped")
 
     async def http_exception(request: Request, exc: Exception) -> Response:
@@ -105,4 +109,5 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.metrics = metrics
+    app.state.metrics_port = None
     return app

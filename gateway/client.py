@@ -2,7 +2,11 @@
 
 The channel balances round-robin over every address the target resolves to (``dns:///inference:8500``
 for a headless Kubernetes service: each pod gets its share; the server's ``max_connection_age`` makes the
-channel re-resolve as pods come and go) and retries UNAVAILABLE on another address. Each call carries the
+channel re-resolve as pods come and go) and retries UNAVAILABLE on another address. It health-checks each
+address itself (gRPC client-side health checking: a ``grpc.health.v1.Health/Watch`` stream per address on
+``tfic.v1.Classifier``), so a pod that turns NOT_SERVING (draining, no model loaded) leaves the rotation
+the moment it says so, not when its connection ages out, and the gateway is ready while at least one
+address is SERVING. Each call carries the
 request's remaining deadline, its id as ``x-request-id`` metadata and, when configured, the gateway's own
 credential (``authorization: Bearer`` metadata; TLS with client certificates). gRPC failures become
 :class:`tfic.errors.TficError` subclasses (:func:`tfic.grpc_errors.exception_from_rpc` reads the
@@ -12,6 +16,7 @@ refused credential, which is the gateway's misconfiguration: a 500 with the reas
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +25,6 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.upstream import Call, Classification, Inference, ModelInfo, ModelRef, Prediction, VersionInfo
 from tfic import errors
@@ -31,6 +35,8 @@ CLASSIFIER_SERVICE = "tfic.v1.Classifier"
 
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
+    # Needs round_robin (pick_first ignores it); a server without the health service counts as healthy.
+    "healthCheckConfig": {"serviceName": CLASSIFIER_SERVICE},
     "methodConfig": [
         {
             "name": [{"service": CLASSIFIER_SERVICE}],
@@ -44,12 +50,17 @@ _SERVICE_CONFIG = {
         }
     ],
 }
+DNS_MIN_RESOLUTION_INTERVAL_MS = 5000
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
     ("grpc.enable_retries", 1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", -1),
     ("grpc.primary_user_agent", "tfic-gateway"),
+    # gRPC's DNS resolver re-resolves when a connection drops (the server's max connection age), at most
+    # every 30 s by default; new pods then waited up to that long after a GOAWAY. Kubernetes' DNS answers
+    # headless Services with a 5 s TTL, so re-resolving more often than that learns nothing.
+    ("grpc.dns_min_time_between_resolutions_ms", DNS_MIN_RESOLUTION_INTERVAL_MS),
 )
 INITIAL_RECONNECT_BACKOFF = 0.1  # seconds
 
@@ -174,7 +185,6 @@ class GrpcInference(Inference):
         self._channel = channel
         self._auth: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._classifier = classifier_pb2_grpc.ClassifierStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
         self._default_retry_after = default_retry_after
         self._observe = observe
 
@@ -217,13 +227,23 @@ class GrpcInference(Inference):
         return model_from_pb(response)
 
     async def ready(self, timeout: float) -> bool:
-        try:
-            response = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=CLASSIFIER_SERVICE), timeout=timeout, metadata=self._auth
-            )
-        except aio.AioRpcError:
-            return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+        """The channel is READY: at least one address is connected and SERVING by the channel's own health
+        checks. One Health.Check through the balancer asked whichever pod it picked, so one draining or
+        stalled pod made the gateway unready (or its probe time out) while the others served."""
+        deadline = time.monotonic() + timeout
+        state = self._channel.get_state(try_to_connect=True)
+        # CONNECTING/IDLE: the first connection (or health answer) is on its way; TRANSIENT_FAILURE: no
+        # address is up and serving now, answer at once rather than wait out the reconnect backoff.
+        while state in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                return False
+            state = self._channel.get_state(try_to_connect=True)
+        return state is grpc.ChannelConnectivity.READY
 
     async def close(self) -> None:
         await self._channel.close(None)

@@ -6,7 +6,9 @@ path, and unmatched paths share ``route="unmatched"``; model names are not label
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from tfic.metric_children import LabelChildren
@@ -22,6 +24,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._side: WSGIServer | None = None
         self._requests = Counter(
             "tfic_gateway_requests",
             "HTTP requests by route template and status code.",
@@ -76,3 +79,14 @@ class GatewayMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int) -> int:
+        """Expose ``/metrics`` on a port of its own (prometheus_client's HTTP server, a thread); the bound port."""
+        self._side, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._side.server_port)
+
+    def close(self) -> None:
+        side, self._side = self._side, None
+        if side is not None:
+            side.shutdown()
+            side.server_close()

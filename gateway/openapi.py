@@ -194,13 +194,14 @@ def build(settings: GatewaySettings) -> dict[str, Any]:
         "Models, their versions and states", "ModelList", [], tuple(c for c in protected if c != 404)
     )
     paths["/models/{name}"] = get("One model's versions", "Model", [_NAME], protected)
-    paths["/metrics"] = {
-        "get": {
-            "summary": "Prometheus metrics",
-            **public_get,
-            "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    if settings.metrics_port < 0:  # else on a port of its own, not this API's
+        paths["/metrics"] = {
+            "get": {
+                "summary": "Prometheus metrics",
+                **public_get,
+                "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
         }
-    }
     paths["/openapi.json"] = {
         "get": {
             "summary": "This document",

@@ -48,7 +48,8 @@ class Endpoints:
             Route("/readyz", self.readyz, methods=get),
             Route("/models", self.list_models, methods=get),
             Route("/models/{name}", self.get_model, methods=get),
-            Route("/metrics", self.metrics_endpoint, methods=get),
+            # With --metrics-port, /metrics lives on that port only: not on the port that faces callers.
+            *([Route("/metrics", self.metrics_endpoint, methods=get)] if self.settings.metrics_port < 0 else []),
             Route("/openapi.json", self.openapi, methods=get),
         ]
 

@@ -30,6 +30,12 @@ class GatewaySettings:
         "gRPC target of the inference service, HOST:PORT or dns:///HOST:PORT (round-robin over its addresses, "
         "e.g. a headless Kubernetes service)",
     )
+    metrics_port: int = setting(
+        -1,
+        "serve /metrics (plain HTTP, no token) on this port of --host instead of --port, so a network policy can "
+        "keep it to Prometheus while --port faces callers (0: any free port; negative: /metrics on --port)",
+        maximum=65535,
+    )
     default_model: str = setting(
         "", "model for /invocations without a model header (empty: the only model served; 400 if several)"
     )

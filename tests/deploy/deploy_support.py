@@ -32,12 +32,29 @@ NAMESPACE = "tfic"
 
 OVERLAYS = ("cpu", "gpu", "dev", "keda")
 TRAINING = ("indexed-job", "tfjob")
-# Optional components, as users add them: listed in an overlay's kustomization next to its images.
-COMBINATIONS = (
-    "overlays/cpu+components/trainer-tls",
-    "overlays/cpu+components/inference-tls",
-    "overlays/cpu+components/models-s3",
-    "overlays/gpu+components/keda",
+PRODUCTION = ("cpu", "gpu", "keda")  # every overlay but dev
+# Every combination docs/deploy.md offers, as users make it: the components appended to the overlay's own
+# `components:` (after those it lists). Each production overlay with each optional component alone and with
+# all of them; KEDA on GPUs is components/keda-gpu (components/keda carries the CPU thresholds).
+SERVICE_COMPONENTS = ("trainer-tls", "inference-tls", "models-s3")
+TRAINING_COMPONENTS = ("training-gpu", "training-kueue")
+
+
+def _with(base: str, components: tuple[str, ...]) -> str:
+    return "+".join((base, *(f"components/{c}" for c in components)))
+
+
+COMBINATIONS = tuple(
+    dict.fromkeys(
+        [
+            *(_with(f"overlays/{o}", (c,)) for o in PRODUCTION for c in SERVICE_COMPONENTS),
+            *(_with(f"overlays/{o}", SERVICE_COMPONENTS) for o in PRODUCTION),
+            _with("overlays/gpu", ("keda-gpu",)),
+            _with("overlays/gpu", ("keda-gpu", *SERVICE_COMPONENTS)),
+            *(_with(f"training/{t}", (c,)) for t in TRAINING for c in TRAINING_COMPONENTS),
+            *(_with(f"training/{t}", TRAINING_COMPONENTS) for t in TRAINING),
+        ]
+    )
 )
 # Every kustomization users apply (the base is applied through the overlays, but must render alone too).
 KUSTOMIZATIONS = (
@@ -89,7 +106,7 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service(
         "gateway", "gateway.main", "Deployment", "tfic-gateway", "gateway", "tfic-gateway", "gateway",
-        None, "/readyz", "TFIC_GATEWAY_PORT", None, "gateway.metrics:GatewayMetrics",
+        None, "/readyz", "TFIC_GATEWAY_PORT", "TFIC_GATEWAY_METRICS_PORT", "gateway.metrics:GatewayMetrics",
     ),
 )  # fmt: skip
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
@@ -125,7 +142,11 @@ def _overlay_with(overlay: Path, components: list[Path], folder: Path) -> Path:
     """A copy of ``overlay`` in ``folder`` whose kustomization also lists ``components`` (paths made relative)."""
     data = yaml.safe_load((overlay / "kustomization.yaml").read_text())
     for key in ("resources", "components"):
-        data[key] = [os.path.relpath((overlay / p).resolve(), folder) for p in data.get(key, [])]
+        # Folders by relative path; files (kustomize loads them only from within the root) are copied below.
+        data[key] = [
+            p if (overlay / p).is_file() else os.path.relpath((overlay / p).resolve(), folder)
+            for p in data.get(key, [])
+        ]
     data["components"] += [os.path.relpath(c, folder) for c in components]
     for path in overlay.iterdir():
         if path.name != "kustomization.yaml":
@@ -142,6 +163,15 @@ def render(name: str) -> list[Obj]:
     import copy
 
     return copy.deepcopy(list(_render(name)))
+
+
+def split_image(reference: str) -> tuple[str, str, str]:
+    """An image reference's repository, tag and digest (``reg/x:1.0@sha256:…``; a missing part is "")."""
+    reference, _, digest = reference.partition("@")
+    colon = reference.rfind(":")
+    if colon > reference.rfind("/"):
+        return reference[:colon], reference[colon + 1 :], digest
+    return reference, "", digest
 
 
 def load_yaml_documents(path: Path) -> list[Obj]:
@@ -205,6 +235,18 @@ def container_env(docs: list[Obj], c: Obj) -> dict[str, str]:
             assert resource == "cpu", f"unexpected resourceFieldRef {ref}"
             env[item["name"]] = str(cpu_cores_ceil(c["resources"][kind]["cpu"]))
     return env
+
+
+def pre_stop_seconds(c: Obj) -> float:
+    """How long a container's preStop hook delays SIGTERM: ``exec: [sleep, N]`` or the ``sleep`` action; 0 without."""
+    hook = c.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    if "sleep" in hook:
+        return float(hook["sleep"]["seconds"])
+    command = hook["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, f"{c['name']}: a preStop the tests cannot time: {command}"
+    return float(command[1])
 
 
 def cpu_cores_ceil(quantity: str | int | float) -> int:

@@ -26,8 +26,10 @@ from deploy_support import (
     of_kind,
     parse_cli,
     pod_templates,
+    pre_stop_seconds,
     render,
     require,
+    split_image,
 )
 
 SERVICE_IDS = [s.name for s in SERVICES]
@@ -127,6 +129,8 @@ def test_termination_grace_outlasts_the_drain(overlay: str) -> None:
             needed = args.stop_grace_seconds + float(shutdown)  # type: ignore[arg-type]
         else:
             needed = args.shutdown_grace_seconds
+        # kubelet counts a preStop hook's time against the grace period too.
+        needed += pre_stop_seconds(_c)
         assert grace >= needed + 5, f"{service.name}: terminationGracePeriodSeconds {grace} vs drain {needed}"
 
 
@@ -168,8 +172,12 @@ def test_selectors_match_their_pods(name: str) -> None:
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
         if selector:
             selected = [w for w in workloads if matches(selector, pod_templates(w)[0]["metadata"]["labels"])]
-            # The training pods live in deploy/k8s/training (test_deploy_training checks that policy).
-            assert selected or selector == {"app.kubernetes.io/component": "training"}, policy["metadata"]["name"]
+            # The training pods live in deploy/k8s/training (test_deploy_training checks that policy); the
+            # labelled clients' policies select the users' own pods (test_deploy_production checks them).
+            client = set(selector) <= {"tfic.io/inference-client", "tfic.io/trainer-client"}
+            assert selected or client or selector == {"app.kubernetes.io/component": "training"}, policy["metadata"][
+                "name"
+            ]
             for w in selected:
                 _assert_named_ports_exist(policy, w)
 
@@ -352,7 +360,7 @@ def test_pods_are_restricted_and_bounded(name: str) -> None:
                 assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
                     c["resources"]["limits"]
                 )
-                image, _, tag = c["image"].rpartition(":")
+                image, tag, _digest = split_image(c["image"])
                 assert image and tag and tag != "latest", c["image"]
 
 

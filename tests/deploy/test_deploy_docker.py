@@ -28,6 +28,7 @@ from deploy_support import (
     pod_templates,
     render,
     require,
+    split_image,
 )
 
 ENTRYPOINT = ["/usr/bin/tini", "--", "tfic"]
@@ -67,7 +68,8 @@ def test_target_exposes_and_health_checks_the_real_ports(target: str) -> None:
     require(service)
     stage = STAGES[target]
     args = parse_cli(["serve", service.name], {})  # the CLI's own defaults
-    expected = {args.port} | ({args.metrics_port} if service.metrics_port_env else set())
+    # A negative metrics port (the gateway's default) serves /metrics on the main port.
+    expected = {args.port} | ({args.metrics_port} if service.metrics_port_env and args.metrics_port >= 0 else set())
     assert stage.all_expose() == expected
     check = str(stage.inherited("healthcheck"))
     m = re.search(r'CMD python /opt/tfic/healthcheck\.py (grpc|http) "\$\{(\w+):-(\d+)\}" (\S+)', check)
@@ -100,7 +102,7 @@ def test_manifests_run_what_the_images_run(overlay: str) -> None:
         template = pod_templates(workload)[0]
         assert template["spec"]["securityContext"]["runAsUser"] == RUNTIME_UID
         c = next(c for c in template["spec"]["containers"] if c["name"] == service.container)
-        image = c["image"].rpartition(":")[0].rsplit("/", 1)[-1]
+        image = split_image(c["image"])[0].rsplit("/", 1)[-1]
         stage = STAGES[IMAGE_TARGETS[image]]
         assert "command" not in c
         assert c["args"] == stage.inherited("cmd")

@@ -276,7 +276,7 @@ def test_autoscaling_metrics_are_served(live: dict[str, Live]) -> None:
             url = f"http://127.0.0.1:{one.port(endpoint['port'])}{endpoint['path']}"
             if name == "gateway":  # a counter appears once a request was counted; 503 without a model counts too
                 with contextlib.suppress(urllib.error.HTTPError):
-                    urllib.request.urlopen(url.replace(endpoint["path"], "/ping"), timeout=5).close()
+                    urllib.request.urlopen(f"http://127.0.0.1:{one.port('http')}/ping", timeout=5).close()
             _eventually(one, functools.partial(_exposes, url, wanted), f"{sorted(wanted)} on {url}", timeout=15)
             checked += len(wanted)
     assert checked or not ({"inference", "gateway"} & set(live))
