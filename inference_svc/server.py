@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from inference_svc.admission import AdmissionInterceptor
 from inference_svc.metrics import Metrics
 from inference_svc.predictor import Predictor
 from inference_svc.preprocess import Preprocessor
@@ -131,6 +132,7 @@ class InferenceServer:
         self.repository = ModelRepository(settings, self._factory, self.metrics, self._schedule_health)
         self.predictor = Predictor(self.repository, self.preprocessor, settings)
         self.health = health_aio.HealthServicer()
+        self.admission = AdmissionInterceptor(settings.max_concurrent_requests, self.metrics)
         self._server: aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._health_dirty = False
@@ -140,9 +142,10 @@ class InferenceServer:
     async def start(self) -> InferenceServer:
         s = self.settings
         credentials = security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
-        server = aio.server(
-            interceptors=[*security.interceptors(s.auth_token), _ErrorInterceptor()], options=grpc_options(s)
-        )
+        # Admission after the token check (a caller without the token learns nothing about the load) and before
+        # anything reads the request.
+        interceptors = [*security.interceptors(s.auth_token), self.admission, _ErrorInterceptor()]
+        server = aio.server(interceptors=interceptors, options=grpc_options(s))
         classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.predictor, self.metrics), server
