@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -201,8 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(uvloop.run(closed_loop(args))), flush=True)
         return 0
     started = time.time()
+    load_before = os.getloadavg()
     results = run(args)
     results["minutes"] = round((time.time() - started) / 60, 1)
+    # Other processes on a shared machine move these figures: the load says how much.
+    results["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     results["command"] = "python -m bench.inference.admission " + " ".join(argv or sys.argv[1:])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1) + "\n")
