@@ -94,6 +94,13 @@ class Metrics:
             ["stage", "reason"],
             registry=r,
         )
+        self.rejected = Counter(
+            "tfic_inference_rejected_total",
+            "Inference calls refused by admission control (--max-concurrent-requests) before their request was "
+            "read, by method",
+            ["method"],
+            registry=r,
+        )
         self.queue_depth = Gauge("tfic_inference_queue_depth", "Requests waiting for a batch", ["model"], registry=r)
         self.in_flight = Gauge("tfic_inference_in_flight_requests", "Requests being handled", registry=r)
         self.model_loads = Counter(

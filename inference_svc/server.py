@@ -26,10 +26,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from inference_svc import heap
+from inference_svc.admission import AdmissionInterceptor
 from inference_svc.metrics import Metrics
 from inference_svc.predictor import Predictor
 from inference_svc.preprocess import Preprocessor
-from inference_svc.repository import ModelRepository
+from inference_svc.repository import ModelRepository, VersionState
 from inference_svc.runtime.base import RuntimeFactory
 from inference_svc.servicers.classifier import SERVICE_NAME as CLASSIFIER
 from inference_svc.servicers.classifier import ClassifierServicer
@@ -131,18 +133,21 @@ class InferenceServer:
         self.repository = ModelRepository(settings, self._factory, self.metrics, self._schedule_health)
         self.predictor = Predictor(self.repository, self.preprocessor, settings)
         self.health = health_aio.HealthServicer()
+        self.admission = AdmissionInterceptor(settings.max_concurrent_requests, self.metrics)
         self._server: aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._health_dirty = False
         self._known_models: set[str] = set()
+        self._frozen_versions: frozenset[tuple[str, int]] | None = None
         self._stopping = False
 
     async def start(self) -> InferenceServer:
         s = self.settings
         credentials = security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
-        server = aio.server(
-            interceptors=[*security.interceptors(s.auth_token), _ErrorInterceptor()], options=grpc_options(s)
-        )
+        # Admission after the token check (a caller without the token learns nothing about the load) and before
+        # anything reads the request.
+        interceptors = [*security.interceptors(s.auth_token), self.admission, _ErrorInterceptor()]
+        server = aio.server(interceptors=interceptors, options=grpc_options(s))
         classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.predictor, self.metrics), server
@@ -226,7 +231,18 @@ class InferenceServer:
                 await self.health.set(name, SERVING if self.repository.available(name) else NOT_SERVING)
             self._known_models |= models
             if not self._health_dirty:
+                self._freeze_when_settled()
                 return
+
+    def _freeze_when_settled(self) -> None:
+        """:func:`inference_svc.heap.freeze` once the loaded versions changed and none is loading or unloading."""
+        versions = [(m.name, v.version, v.state) for m in self.repository.models() for v in m.versions]
+        if any(state in (VersionState.LOADING, VersionState.UNLOADING) for _, _, state in versions):
+            return
+        loaded = frozenset((name, version) for name, version, state in versions if state is VersionState.AVAILABLE)
+        if loaded != self._frozen_versions:
+            self._frozen_versions = loaded
+            heap.freeze()
 
 
 async def serve(settings: Settings) -> int:

@@ -273,6 +273,15 @@ class Settings:
         minimum=1,
         group=LIMITS,
     )
+    max_concurrent_requests: int = setting(
+        128,
+        "inference calls (Classify, Predict) handled at once, from before the request is read until the answer; "
+        "more are refused at once with RESOURCE_EXHAUSTED and a 1 s RetryInfo (HTTP 429 at the gateway), before "
+        "any of their bytes are read or decoded. Size it as throughput x the queueing delay you accept "
+        "(docs/inference.md, Admission control); 0: no limit",
+        minimum=0,
+        group=LIMITS,
+    )
     max_decode_queue: int = setting(
         1024, "images waiting for a decode worker before RESOURCE_EXHAUSTED", minimum=1, group=LIMITS
     )

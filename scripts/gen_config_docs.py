@@ -59,6 +59,13 @@ SECTIONS = (
         "`s3://` channels are the standard `AWS_*` variables, read by the S3 client, not settings of tfic's.",
     ),
     Section(
+        "`tfic train`: multi-worker startup",
+        "trainer_svc.training.rendezvous:WorkerStartup",
+        "`tfic train`'s own flags and hyperparameters are listed by `tfic train --help` (docs/training.md); these two "
+        "apply when `TF_CONFIG` names several workers: each waits for the others to listen before TensorFlow's "
+        "rendezvous (docs/deploy.md, Distributed training).",
+    ),
+    Section(
         "`tfic jobs …` (a client of the Trainer service)",
         "tfic_cli.jobs:TrainerConnection",
         "Every `tfic jobs` command takes these.",

@@ -89,6 +89,10 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
     p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--s3-endpoint-url", help="an S3-compatible server for s3:// data (MinIO, Ceph, moto)")
+    from tfic.settings import add_arguments
+    from trainer_svc.training.rendezvous import WorkerStartup
+
+    add_arguments(p, WorkerStartup)
     add_hyperparameter_flags(p)
     p.set_defaults(handler=_train)
 
@@ -135,12 +139,15 @@ def hyperparameter_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from tfic.settings import from_args
     from trainer_svc.data.manifest import parse_attribute_names
     from trainer_svc.service.s3 import S3Options, fetch
     from trainer_svc.training import hyperparameters
     from trainer_svc.training.events import JsonLinesSink, fan_out, null_sink
+    from trainer_svc.training.rendezvous import StartupInterrupted, WorkerStartup
     from trainer_svc.training.train import Channel, TrainRequest, run
 
+    startup = from_args(WorkerStartup, args)
     hp = hyperparameters.parse(hyperparameter_values(args))
     names = parse_attribute_names(args.attribute_names)
     # s3:// data is copied next to the work directory first (the readers read local files), as the Trainer
@@ -165,6 +172,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         strategy=args.strategy,
         progress=not args.no_progress and sys.stderr.isatty(),
+        worker_startup=startup,
     )
     sinks = [_print_sink] if not args.json else [JsonLinesSink(stream=sys.stdout)]
     metrics_log = JsonLinesSink(args.metrics_log) if args.metrics_log else None
@@ -172,6 +180,10 @@ def _train(args: argparse.Namespace) -> int:
         sinks.append(metrics_log)
     try:
         result = run(request, fan_out(*sinks) if sinks else null_sink)
+    except StartupInterrupted as exc:
+        # Stopped before training began: no traceback, and the status a process killed by the signal has.
+        print(f"tfic train: {exc.message}", file=sys.stderr)
+        return 128 + exc.signum
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         if metrics_log is not None:

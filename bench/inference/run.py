@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path = ROOT) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
@@ -56,11 +56,14 @@ def json_lines(args: list[str], timeout: float) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def inference_server(base: Path, model: str, flags: list[str]) -> Iterator[tuple[str, str]]:
-    """``python -m inference_svc`` on free ports; yields (HOST:PORT, metrics URL) once the model is SERVING."""
+def inference_server(base: Path, model: str, flags: list[str], root: Path = ROOT) -> Iterator[tuple[str, str]]:
+    """``python -m inference_svc`` on free ports; yields (HOST:PORT, metrics URL) once the model is SERVING.
+
+    ``root``: the source tree to run it from (another checkout, to compare with, side by side).
+    """
     command = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
     command += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--drain-seconds", "0", *flags]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=_env(root), cwd=root)
     try:
         assert process.stderr is not None
         port = None

@@ -164,15 +164,18 @@ class GatedFactory:
 
 
 @contextlib.asynccontextmanager
-async def gated_server(base: Path, max_enqueued_batches: int) -> AsyncIterator[tuple[Any, GatedFactory]]:
-    """A real server whose model runs only when a test opens its runtime's gate (batches of 2, one batch thread)."""
+async def gated_server(
+    base: Path, max_enqueued_batches: int, **overrides: Any
+) -> AsyncIterator[tuple[Any, GatedFactory]]:
+    """A real server whose model runs only when a test opens its runtime's gate (batches of 2, one batch thread);
+    ``overrides`` are other settings."""
     from inference_svc.server import InferenceServer
 
     factory = GatedFactory()
     batching = BatchingSettings(
         max_batch_size=2, num_batch_threads=1, max_enqueued_batches=max_enqueued_batches, batch_timeout_micros=0
     )
-    server = await InferenceServer(make_settings(base, batching=batching), factory).start()
+    server = await InferenceServer(make_settings(base, batching=batching, **overrides), factory).start()
     await wait_until(lambda: server.repository.available(MODEL), what="the model to load")
     try:
         yield server, factory

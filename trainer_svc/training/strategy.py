@@ -8,11 +8,11 @@ keras-team/keras#20585). See docs/training.md.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import TYPE_CHECKING, Any
 
 from tfic.errors import InvalidArgument
+from trainer_svc.training.rendezvous import ClusterTask, WorkerStartup, terminable, tf_config, wait_for_workers
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, startup: WorkerStartup | None = None) -> tf.distribute.Strategy:
+    """The strategy ``name``; a multi-worker one only once every worker in ``TF_CONFIG`` is listening
+    (:func:`~trainer_svc.training.rendezvous.wait_for_workers`, with ``startup``'s timeout)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -30,7 +32,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             tf.config.experimental.set_memory_growth(gpu, True)
     if name == "auto":
         if os.environ.get("TF_CONFIG") and len(_tf_config().get("cluster", {}).get("worker", [])) > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            return _multi_worker(startup or WorkerStartup())
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "one-device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
@@ -39,16 +41,20 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
             raise InvalidArgument("--strategy multi-worker needs the TF_CONFIG environment variable (cluster and task)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker(startup or WorkerStartup())
     raise InvalidArgument(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def _multi_worker(startup: WorkerStartup) -> tf.distribute.Strategy:
+    import tensorflow as tf
+
+    wait_for_workers(ClusterTask.from_tf_config(_tf_config()), startup)
+    with terminable():
+        return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def _tf_config() -> dict[str, Any]:
-    try:
-        data = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except ValueError:
-        raise InvalidArgument("TF_CONFIG is not valid JSON") from None
-    return data if isinstance(data, dict) else {}
+    return tf_config()
 
 
 def is_chief(strategy: Any) -> bool:

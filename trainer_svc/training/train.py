@@ -33,6 +33,7 @@ from trainer_svc.training.phases import PhaseRunner, make_optimizers, tracked_op
 from trainer_svc.training.pipeline import InputSpec
 from trainer_svc.training.planning import ModelPlan, plan
 from trainer_svc.training.recipe import resolve
+from trainer_svc.training.rendezvous import WorkerStartup
 from trainer_svc.training.strategy import is_chief, make_strategy
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class TrainRequest:
     scan_workers: int = 8
     should_stop: Callable[[], bool] | None = None
     keep_work_dir: bool = False
+    worker_startup: WorkerStartup = field(default_factory=WorkerStartup)  # multi-worker runs: waiting for peers
 
 
 @dataclass
@@ -207,7 +209,7 @@ def run(request: TrainRequest, sink: EventSink = null_sink) -> TrainResult:
 
 def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainResult:
     # Multi-worker collectives must be set up before anything else touches the TF runtime.
-    strategy = make_strategy(request.strategy)
+    strategy = make_strategy(request.strategy, request.worker_startup)
     keras.utils.set_random_seed(hp.seed)
     sink({"type": "start", "hyperparameters": hp.to_dict(), "model_name": request.model_name})
     train, validation = load_data(request, sink, hp)

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     from trainer_svc.training import hyperparameters, train
 
     # Two replicas without GPUs: the devices are chosen here, everything else is tfic's own code.
-    train.make_strategy = lambda name: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    train.make_strategy = lambda name, startup=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     events = []
     result = train.run(
         train.TrainRequest(
