@@ -189,6 +189,7 @@ BLOCKS: dict[tuple[str, str], Run | Skip] = {
         "docs/trainer.md",
         "tfic serve trainer --state-dir /var/lib/tfic/trainer --model",
     ): SERVER,
+    ("docs/training.md", "waiting for workers 10.0.0.7:2222 (1 of 2 listening; this is"): NOT_CODE,
     ("docs/trainer.md", "Pending ──> InProgress ──> Completed | Failed (failure_reaso"): NOT_CODE,
 }
 
