@@ -108,8 +108,15 @@ class Endpoints:
         return Response(self.openapi_json, media_type=JSON)
 
 
+MAX_CONTROL_BODY = 64 * 1024
+
+
 async def _reason(request: Request) -> str:
-    body = await request.body()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_CONTROL_BODY:
+            raise InvalidArgument(f"the body of a control request is limited to {MAX_CONTROL_BODY} bytes")
     if not body.strip():
         return ""
     try:
