@@ -301,5 +301,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignor
         self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "edit the model config file instead; it is re-read when it changes"
+            grpc.StatusCode.UNIMPLEMENTED,
+            "edit the model config file instead (it is re-read when it changes), or unload and load a model with "
+            "tfic.v1.ModelControl",
         )

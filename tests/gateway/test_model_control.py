@@ -92,3 +92,10 @@ def test_control_errors(client: httpx.Client, controlled: RunningGateway) -> Non
         with_wrong = anonymous.post(f"/models/{MODEL}:load", headers={"Authorization": "Bearer wrong"})
         error_of(with_wrong, 401, "UNAUTHENTICATED")
     assert states(client.get(f"/models/{MODEL}").json()) == [(1, "AVAILABLE", ""), (2, "AVAILABLE", "")]
+
+
+def test_control_routes_are_in_the_openapi_document(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/models/{name}:unload", "/models/{name}:load", "/models/{name}/versions/{version}:unload"):
+        assert set(paths[path]["post"]["responses"]) >= {"200", "401", "404", "409"}
+    assert "409" in paths["/models/{name}/invocations"]["post"]["responses"]
