@@ -17,6 +17,7 @@ from pathlib import Path
 from tfic import version_labels as vl
 from tfic.errors import FailedPrecondition, InvalidArgument, NotFound
 from tfic.modeldir import list_versions
+from tfic_cli.extras import missing_extra
 
 
 def configure(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
@@ -76,8 +77,12 @@ def _promote(args: argparse.Namespace) -> int:
     if args.skip_validation:
         record = {"at": vl.now(), "checks": ["skipped (--skip-validation)"]}
     else:
-        from trainer_svc.training.predict import list_images
-        from trainer_svc.training.validation import validate_version
+        try:  # TensorFlow: only promote needs the trainer extra
+            from trainer_svc.training.predict import list_images
+            from trainer_svc.training.validation import validate_version
+        except ModuleNotFoundError as exc:
+            error = missing_extra("trainer", exc)
+            raise exc if error is None else error from exc
 
         samples = list_images(args.sample) if args.sample else None
         report = validate_version(version_dir, samples, args.validation_data, args.min_accuracy, args.image_root)
