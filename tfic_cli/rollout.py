@@ -66,40 +66,29 @@ def _labels(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    label = vl.check_label(args.label)
-    share = vl.check_share(args.canary_share) if args.canary_share is not None else None
     if (args.validation_data is None) != (args.min_accuracy is None):
         raise InvalidArgument("--validation-data and --min-accuracy go together")
-    version_dir = _check_model(args.model) / str(args.version)
-    if args.version not in list_versions(args.model):
-        raise NotFound(f"{args.model} has no version {args.version}")
-    record: dict[str, object]
-    if args.skip_validation:
-        record = {"at": vl.now(), "checks": ["skipped (--skip-validation)"]}
-    else:
-        try:  # TensorFlow: only promote needs the trainer extra
-            from trainer_svc.training.predict import list_images
-            from trainer_svc.training.validation import validate_version
-        except ModuleNotFoundError as exc:
-            error = missing_extra("trainer", exc)
-            raise exc if error is None else error from exc
-
-        samples = list_images(args.sample) if args.sample else None
-        report = validate_version(version_dir, samples, args.validation_data, args.min_accuracy, args.image_root)
-        record = {"at": vl.now(), **report.to_json()}
-        for check in report.checks:
-            print(f"validated: {check}")
-    with vl.locked(args.model) as current:
-        updated = vl.moved(current, label, args.version, "promote")
-        if label == vl.STABLE and updated.canary == args.version:
-            # The canary became stable: nothing is left to compare, and a later rollback must not keep it.
-            updated = vl.moved(updated, vl.CANARY, None, "promote")
-        validated = {**updated.validated, args.version: record}
-        updated = vl.VersionLabels(
-            updated.labels, share if share is not None else updated.canary_share, validated, updated.history
-        )
-        vl.write(args.model, updated)
-    print(f"{args.model.name}: {label} -> version {args.version}; labels {dict(updated.labels)}")
+    _check_model(args.model)
+    try:  # TensorFlow: only promote needs the trainer extra
+        from trainer_svc.training.predict import list_images
+        from trainer_svc.training.promotion import promote_version
+    except ModuleNotFoundError as exc:
+        error = missing_extra("trainer", exc)
+        raise exc if error is None else error from exc
+    promotion = promote_version(
+        args.model,
+        args.version,
+        args.label,
+        canary_share=args.canary_share,
+        samples=list_images(args.sample) if args.sample else None,
+        data=args.validation_data,
+        min_accuracy=args.min_accuracy,
+        image_root=args.image_root,
+        skip_validation=args.skip_validation,
+    )
+    for check in promotion.checks:
+        print(f"validated: {check}")
+    print(f"{args.model.name}: {promotion.label} -> version {promotion.version}; labels {promotion.labels}")
     return 0
 
 
