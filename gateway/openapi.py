@@ -90,6 +90,13 @@ _VERSION = {
     "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
 }
 _LABEL = {"name": "label", "in": "path", "required": True, "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN}}
+_LABEL_HEADER = {
+    "name": "X-Tfic-Version-Label",
+    "in": "header",
+    "required": False,
+    "description": "A version label (stable, canary) to answer with instead of the model's default routing.",
+    "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN},
+}
 
 
 def build(settings: GatewaySettings) -> dict[str, Any]:
@@ -196,8 +203,8 @@ def build(settings: GatewaySettings) -> dict[str, Any]:
         return {"post": operation}
 
     paths: dict[str, Any] = {
-        "/invocations": invocation("Classify an image (SageMaker's InvokeEndpoint contract)", [], True),
-        "/models/{name}/invocations": invocation("Classify an image with a named model", [_NAME], False),
+        "/invocations": invocation("Classify an image (SageMaker's InvokeEndpoint contract)", [_LABEL_HEADER], True),
+        "/models/{name}/invocations": invocation("Classify an image with a named model", [_NAME, _LABEL_HEADER], False),
         "/models/{name}/versions/{version}/invocations": invocation(
             "Classify an image with one version of a model", [_NAME, _VERSION], False
         ),

@@ -335,9 +335,16 @@ class ModelRepository:
         return self._status(model)
 
     def available(self, name: str | None = None) -> bool:
-        """Whether ``name`` (or any model) has a version taking traffic."""
+        """Whether ``name`` (or any model) has a version taking traffic.
+
+        Without a name (the server's readiness), a model an operator unloaded counts too: its requests get a
+        precise FAILED_PRECONDITION, and the server must stay in its load balancer's endpoints, or the
+        ``LoadModel`` that brings the model back could not reach it.
+        """
         if name is None:
             models = list(self._models.values())
+            if any(m.held and not m.removed for m in models):
+                return True
         else:
             found = self._models.get(name)
             models = [found] if found is not None else []

@@ -1,5 +1,6 @@
 """The gateway's operator routes (``POST /models/{name}:unload`` and ``:load``, per version too) in front of a real
-inference service of their own (the session's shared one must keep serving), behind both services' tokens."""
+inference service of their own (the session's shared one must keep serving), behind both services' tokens; and
+the fleet labels of that model seen through the gateway (the X-Tfic-Version-Label header)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from gateway.settings import GatewaySettings
 from tests.gateway.servers import MODEL, SECOND_MODEL, RunningGateway, run_gateway, run_inference
 from tests.gateway.test_errors import error_of
+from tfic import version_labels
 
 GATEWAY_TOKEN = "gw-token"
 INFERENCE_TOKEN = "inference-token"
@@ -23,6 +25,8 @@ PNG = {"Content-Type": "image/png"}
 def controlled(model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     base = tmp_path_factory.mktemp("control") / "models"
     shutil.copytree(model_base, base)
+    # Fleet labels, canary share 0: default requests go to stable (1); the header or the path picks the canary.
+    version_labels.write(base / MODEL, version_labels.VersionLabels({"stable": 1, "canary": 2}, 0.0))
     with run_inference(base, auth_token=INFERENCE_TOKEN) as inference:
         settings = GatewaySettings(
             inference=inference.target,
@@ -99,3 +103,22 @@ def test_control_routes_are_in_the_openapi_document(client: httpx.Client) -> Non
     for path in ("/models/{name}:unload", "/models/{name}:load", "/models/{name}/versions/{version}:unload"):
         assert set(paths[path]["post"]["responses"]) >= {"200", "401", "404", "409"}
     assert "409" in paths["/models/{name}/invocations"]["post"]["responses"]
+
+
+def test_version_label_header_and_path(client: httpx.Client, images: dict[str, bytes]) -> None:
+    def version(path: str, **headers: str) -> str:
+        response = client.post(path, content=images["png"], headers={**PNG, **headers})
+        assert response.status_code == 200, response.text
+        return response.headers["x-tfic-model-version"]
+
+    assert version("/invocations") == "1"
+    assert version(f"/models/{MODEL}/invocations") == "1"
+    assert version("/invocations", **{"X-Tfic-Version-Label": "canary"}) == "2"
+    assert version(f"/models/{MODEL}/invocations", **{"X-Tfic-Version-Label": "canary"}) == "2"
+    assert version(f"/models/{MODEL}/labels/canary/invocations") == "2"
+    # The path wins over the header.
+    assert version(f"/models/{MODEL}/versions/1/invocations", **{"X-Tfic-Version-Label": "canary"}) == "1"
+    response = client.post("/invocations", content=images["png"], headers={**PNG, "X-Tfic-Version-Label": "beta"})
+    error_of(response, 404, "NOT_FOUND")
+    labels = {v["version"]: v["version_labels"] for v in client.get(f"/models/{MODEL}").json()["versions"]}
+    assert labels == {1: ["stable"], 2: ["canary"]}

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from inference_svc.server import InferenceServer
@@ -77,6 +78,12 @@ async def test_unload_and_load_a_model(secured: Any, base_path: Path) -> None:
     )
     assert {s.state for s in status.model_version_status} == {get_model_status_pb2.ModelVersionStatus.END}
     assert not server.repository.available(MODEL)
+    # The model's health is NOT_SERVING; the server's readiness stays SERVING, so LoadModel can still reach it.
+    health = health_pb2_grpc.HealthStub(channel)
+    check = await health.Check(health_pb2.HealthCheckRequest(service=MODEL), timeout=10)
+    assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    check = await health.Check(health_pb2.HealthCheckRequest(service="tfic.v1.Classifier"), timeout=10)
+    assert check.status == health_pb2.HealthCheckResponse.SERVING
 
     info = await control.LoadModel(model_control_pb2.LoadModelRequest(name=MODEL), metadata=GOOD, timeout=60)
     assert [(v.version, v.state, v.error) for v in info.versions] == [
