@@ -77,6 +77,9 @@ async def test_unload_and_load_a_model(secured: Any, base_path: Path) -> None:
         get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL}), metadata=GOOD, timeout=10
     )
     assert {s.state for s in status.model_version_status} == {get_model_status_pb2.ModelVersionStatus.END}
+    assert {(s.status.error_code, s.status.error_message) for s in status.model_version_status} == {
+        (0, "unloaded: maintenance")
+    }
     assert not server.repository.available(MODEL)
     # The model's health is NOT_SERVING; the server's readiness stays SERVING, so LoadModel can still reach it.
     health = health_pb2_grpc.HealthStub(channel)
