@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from inference_svc.batcher import Batcher
+from inference_svc.fleet import CanaryRouter, aspired_versions
 from inference_svc.metrics import UNKNOWN_MODEL, Metrics
 from inference_svc.modelconfig import (
     Fingerprint,
@@ -136,8 +137,7 @@ class _Model:
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     removed: bool = False
     fleet: VersionLabels | None = None  # version_labels.json, when the model's folder has one
-    last_stable: int | None = None  # the version that last answered as stable (kept while a new one loads)
-    canary_credit: float = 0.0
+    router: CanaryRouter = field(default_factory=CanaryRouter)
     held: dict[int | None, str] = field(default_factory=dict)  # operator unloads: version (None: all) → reason
     ended: dict[int, str] = field(default_factory=dict)  # versions an operator unloaded → reason (status END)
 
@@ -300,26 +300,7 @@ class ModelRepository:
             raise Unavailable(f"model {name!r} has no version available yet{detail}", model=name)
         if model.fleet is None:
             return Lease(available[max(available)])
-        return Lease(available[self._route_fleet(model, model.fleet, available)])
-
-    def _route_fleet(self, model: _Model, fleet: VersionLabels, available: Mapping[int, ServedVersion]) -> int:
-        """Stable (or, while a new stable loads, the one that answered as stable), else a canary share."""
-        stable, canary, last = fleet.stable, fleet.canary, model.last_stable
-        chosen: int
-        if stable is not None and stable in available:
-            model.last_stable = chosen = stable
-        elif last is not None and last in available:
-            chosen = last
-        else:
-            chosen = max((v for v in available if v != canary), default=max(available))
-        if canary is not None and canary in available and canary != chosen:
-            share = fleet.canary_share if fleet.canary_share is not None else self._settings.canary_share
-            # A running credit, not a random draw: exactly the share, evenly spread, on every server.
-            model.canary_credit += share
-            if model.canary_credit >= 1.0:
-                model.canary_credit -= 1.0
-                chosen = canary
-        return chosen
+        return Lease(available[model.router.choose(model.fleet, available, self._settings.canary_share)])
 
     def metric_label(self, name: str) -> str:
         """``name`` if this repository serves it, else a fixed placeholder (bounded label values)."""
@@ -458,13 +439,8 @@ class ModelRepository:
     def _aspired(self, model: _Model) -> set[int]:
         if model.removed or None in model.held:
             return set()
-        policy = set(model.config.policy.select(list(model.on_disk)))
-        if model.fleet is None:
-            aspired = policy
-        else:
-            aspired = {v for v in model.fleet.labels.values() if v in model.on_disk}
-            if model.fleet.stable not in model.on_disk:
-                aspired |= policy  # a label file naming nothing servable must not take the model down
+        policy = model.config.policy.select(list(model.on_disk))
+        aspired = set(policy) if model.fleet is None else aspired_versions(model.fleet, model.on_disk, policy)
         return aspired - set(model.held)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

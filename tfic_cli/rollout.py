@@ -23,7 +23,7 @@ from tfic_cli.extras import missing_extra
 def configure(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
     p.description = (
         "Move a model's version labels (stable, canary) in the shared model repository; every inference server "
-        "serving that folder follows on its next poll (docs/operations.md)."
+        "serving that folder follows on its next poll (docs/inference.md, Fleet rollout)."
     )
     which = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
