@@ -29,7 +29,7 @@ from grpc import aio
 from gateway.upstream import Call, Classification, Inference, ModelInfo, ModelRef, Prediction, VersionInfo
 from tfic import errors
 from tfic.grpc_errors import REQUEST_ID_METADATA, UpstreamError, exception_from_rpc
-from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
+from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2, model_control_pb2, model_control_pb2_grpc
 
 CLASSIFIER_SERVICE = "tfic.v1.Classifier"
 
@@ -185,6 +185,7 @@ class GrpcInference(Inference):
         self._channel = channel
         self._auth: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._classifier = classifier_pb2_grpc.ClassifierStub(self._channel)
+        self._control = model_control_pb2_grpc.ModelControlStub(self._channel)
         self._default_retry_after = default_retry_after
         self._observe = observe
 
@@ -225,6 +226,14 @@ class GrpcInference(Inference):
             "GetModel", self._classifier.GetModel, classifier_pb2.GetModelRequest(name=name), call
         )
         return model_from_pb(response)
+
+    async def unload_model(self, name: str, version: int | None, reason: str, call: Call) -> ModelInfo:
+        request = model_control_pb2.UnloadModelRequest(name=name, version=version, reason=reason)
+        return model_from_pb(await self._unary("UnloadModel", self._control.UnloadModel, request, call))
+
+    async def load_model(self, name: str, version: int | None, call: Call) -> ModelInfo:
+        request = model_control_pb2.LoadModelRequest(name=name, version=version)
+        return model_from_pb(await self._unary("LoadModel", self._control.LoadModel, request, call))
 
     async def ready(self, timeout: float) -> bool:
         """The channel is READY: at least one address is connected and SERVING by the channel's own health

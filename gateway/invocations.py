@@ -23,6 +23,7 @@ from gateway.negotiation import check_image_content_type, negotiate, parse_forma
 from gateway.upstream import ModelRef
 from tfic.errors import InvalidImage
 
+LABEL_HEADER = "x-tfic-version-label"
 MODEL_HEADER_OUT = b"x-tfic-model"
 VERSION_HEADER_OUT = b"x-tfic-model-version"
 
@@ -49,6 +50,9 @@ class Invocations:
         model = path_model(scope.get("path_params", {})) or ModelRef(
             await self.gateway.resolve(model_header(head), call)
         )
+        label = head.get(LABEL_HEADER)
+        if label and model.version is None and not model.label:  # a version or label in the path wins
+            model = ModelRef(model.name, label=label)
         prediction = await self.gateway.classify(model, (body,), k, call)
         payload = render.prediction(prediction.results[0], fmt)
         await send(

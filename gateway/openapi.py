@@ -34,6 +34,7 @@ _ERROR_TEXT = {
     404: "Unknown model, version or label.",
     405: "Method not allowed on this path.",
     406: "None of the types in Accept can be produced.",
+    409: "The model or version is unloaded by an operator (POST .../{name}:load serves it again).",
     413: "Request body (or image) too large.",
     415: "Unsupported Content-Type, or data that is not an image in a supported format.",
     429: "The inference service's queue is full; retry after Retry-After seconds.",
@@ -89,6 +90,13 @@ _VERSION = {
     "schema": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
 }
 _LABEL = {"name": "label", "in": "path", "required": True, "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN}}
+_LABEL_HEADER = {
+    "name": "X-Tfic-Version-Label",
+    "in": "header",
+    "required": False,
+    "description": "A version label (stable, canary) to answer with instead of the model's default routing.",
+    "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN},
+}
 
 
 def build(settings: GatewaySettings) -> dict[str, Any]:
@@ -143,7 +151,7 @@ def build(settings: GatewaySettings) -> dict[str, Any]:
                     "description": f"One encoded image, at most {settings.max_body_bytes} bytes.",
                     "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_CONTENT_TYPES},
                 },
-                "responses": {"200": prediction_ok(), **_errors(*protected, 406, 415)},
+                "responses": {"200": prediction_ok(), **_errors(*protected, 406, 409, 415)},
             }
         }
 
@@ -167,14 +175,36 @@ def build(settings: GatewaySettings) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref(request))},
                 "responses": {
                     "200": {"description": "OK", "headers": _HEADERS_OUT, "content": _json(_ref(response))},
-                    **_errors(*protected, 415),
+                    **_errors(*protected, 409, 415),
                 },
             }
         }
 
+    def control(summary: str, params: list[dict[str, Any]], body: bool) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "description": "Operator control of the inference service that answers (docs/gateway.md, Unloading "
+            "and loading models); the model's files are not touched.",
+            "parameters": [*params, *_REQUEST_PARAMS],
+            "responses": {
+                "200": {
+                    "description": "The model's state after",
+                    "headers": _HEADERS_OUT,
+                    "content": _json(_ref("Model")),
+                },
+                **_errors(*protected, 409),
+            },
+        }
+        if body:
+            operation["requestBody"] = {
+                "required": False,
+                "content": _json({"type": "object", "properties": {"reason": {"type": "string", "maxLength": 1000}}}),
+            }
+        return {"post": operation}
+
     paths: dict[str, Any] = {
-        "/invocations": invocation("Classify an image (SageMaker's InvokeEndpoint contract)", [], True),
-        "/models/{name}/invocations": invocation("Classify an image with a named model", [_NAME], False),
+        "/invocations": invocation("Classify an image (SageMaker's InvokeEndpoint contract)", [_LABEL_HEADER], True),
+        "/models/{name}/invocations": invocation("Classify an image with a named model", [_NAME, _LABEL_HEADER], False),
         "/models/{name}/versions/{version}/invocations": invocation(
             "Classify an image with one version of a model", [_NAME, _VERSION], False
         ),
@@ -194,6 +224,12 @@ def build(settings: GatewaySettings) -> dict[str, Any]:
         "Models, their versions and states", "ModelList", [], tuple(c for c in protected if c != 404)
     )
     paths["/models/{name}"] = get("One model's versions", "Model", [_NAME], protected)
+    for prefix, params, what in (
+        ("/models/{name}", [_NAME], "a model"),
+        ("/models/{name}/versions/{version}", [_NAME, _VERSION], "one version of a model"),
+    ):
+        paths[prefix + ":unload"] = control(f"Stop serving {what}, files untouched (state END)", params, True)
+        paths[prefix + ":load"] = control(f"Serve {what} again after :unload", params, False)
     if settings.metrics_port < 0:  # else on a port of its own, not this API's
         paths["/metrics"] = {
             "get": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -12,7 +14,7 @@ from gateway.inputs import call_for
 from gateway.invocations import Invocations
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import GatewayMetrics
-from tfic.errors import Unavailable
+from tfic.errors import InvalidArgument, Unavailable
 
 JSON = "application/json"
 
@@ -48,6 +50,11 @@ class Endpoints:
             Route("/readyz", self.readyz, methods=get),
             Route("/models", self.list_models, methods=get),
             Route("/models/{name}", self.get_model, methods=get),
+            # Operator control (docs/gateway.md, Unloading and loading models); behind --auth-token like the rest.
+            Route("/models/{name}:unload", self.control, methods=["POST"]),
+            Route("/models/{name}:load", self.control, methods=["POST"]),
+            Route("/models/{name}/versions/{version:int}:unload", self.control, methods=["POST"]),
+            Route("/models/{name}/versions/{version:int}:load", self.control, methods=["POST"]),
             # With --metrics-port, /metrics lives on that port only: not on the port that faces callers.
             *([Route("/metrics", self.metrics_endpoint, methods=get)] if self.settings.metrics_port < 0 else []),
             Route("/openapi.json", self.openapi, methods=get),
@@ -84,8 +91,40 @@ class Endpoints:
         )
         return Response(render.dumps(render.model_json(model)), media_type=JSON)
 
+    async def control(self, request: Request) -> Response:
+        """``:unload`` (optional JSON body ``{"reason": "..."}``) or ``:load``; the model's state after."""
+        name: str = request.path_params["name"]
+        version: int | None = request.path_params.get("version")
+        call = call_for(request.scope, request.headers, self.settings.timeout_seconds)
+        if request.url.path.endswith(":unload"):
+            model = await self.gateway.inference.unload_model(name, version, await _reason(request), call)
+        else:
+            model = await self.gateway.inference.load_model(name, version, call)
+        return Response(render.dumps(render.model_json(model)), media_type=JSON)
+
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         return Response(self.openapi_json, media_type=JSON)
+
+
+MAX_CONTROL_BODY = 64 * 1024
+
+
+async def _reason(request: Request) -> str:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_CONTROL_BODY:
+            raise InvalidArgument(f"the body of a control request is limited to {MAX_CONTROL_BODY} bytes")
+    if not body.strip():
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise InvalidArgument('the body must be JSON: {"reason": "..."} (or empty)') from None
+    reason = data.get("reason", "") if isinstance(data, dict) else None
+    if not isinstance(reason, str):
+        raise InvalidArgument("'reason' must be a string", field="reason")
+    return reason

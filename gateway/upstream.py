@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tfic.errors import FailedPrecondition
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -93,6 +95,14 @@ class Inference(abc.ABC):
 
     @abc.abstractmethod
     async def get_model(self, name: str, call: Call) -> ModelInfo: ...
+
+    async def unload_model(self, name: str, version: int | None, reason: str, call: Call) -> ModelInfo:
+        """Stop serving a model (or one version) without touching its files; the model's state after."""
+        raise FailedPrecondition("this inference backend has no model control")
+
+    async def load_model(self, name: str, version: int | None, call: Call) -> ModelInfo:
+        """Serve an unloaded model (or version) again; the model's state after."""
+        raise FailedPrecondition("this inference backend has no model control")
 
     @abc.abstractmethod
     async def ready(self, timeout: float) -> bool:

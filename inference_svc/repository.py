@@ -14,6 +14,17 @@ those on disk; then:
   serving; it is retried when any of its files changes (a copy that landed ``saved_model.pb`` before the
   variables is retried when they arrive), and its status says so.
 
+Fleet labels: when a model's folder holds ``version_labels.json`` (:mod:`tfic.version_labels`), the
+versions it labels are the aspired ones (as a ``specific`` policy listing them would make them), requests
+that name no version or label go to the ``stable`` version, and a ``canary`` version answers a share of
+them (the file's ``canary_share``, else ``--canary-share``), counted deterministically per server. A
+request waits for nothing when the stable label moves: the version that served as stable keeps answering
+until the new one is AVAILABLE, and only then is it unloaded. Without the file, nothing of this applies.
+
+An operator can unload a model or one version (:meth:`ModelRepository.unload`) without touching its files:
+it is held out of the aspired set until :meth:`ModelRepository.load`, its status is END with the reason,
+and requests for it get FAILED_PRECONDITION. Holds live in memory: a restarted server serves as the files say.
+
 Requests hold a :class:`Lease` on the version they were routed to from routing to response, so a
 swap never fails a request. All state lives on the event loop; only loading, warm-up, unloading
 and file-system scans run in threads.
@@ -24,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from inference_svc.batcher import Batcher
+from inference_svc.fleet import CanaryRouter, aspired_versions
 from inference_svc.metrics import UNKNOWN_MODEL, Metrics
 from inference_svc.modelconfig import (
     Fingerprint,
@@ -44,8 +56,10 @@ from inference_svc.modelconfig import (
 )
 from inference_svc.runtime.base import Runtime, RuntimeFactory
 from inference_svc.settings import BatchingSettings, Settings
-from tfic.errors import InvalidArgument, ModelNotFound, NotFound, TficError, Unavailable
+from tfic import version_labels
+from tfic.errors import FailedPrecondition, InvalidArgument, ModelNotFound, NotFound, TficError, Unavailable
 from tfic.modeldir import PREPROCESSING_DEFINITION, ModelMetadata, read_metadata
+from tfic.version_labels import VersionLabels
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +136,13 @@ class _Model:
     on_disk: dict[int, Fingerprint] = field(default_factory=dict)
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     removed: bool = False
+    fleet: VersionLabels | None = None  # version_labels.json, when the model's folder has one
+    router: CanaryRouter = field(default_factory=CanaryRouter)
+    held: dict[int | None, str] = field(default_factory=dict)  # operator unloads: version (None: all) → reason
+    ended: dict[int, str] = field(default_factory=dict)  # versions an operator unloaded → reason (status END)
+
+    def labels(self) -> Mapping[str, int]:
+        return self.fleet.labels if self.fleet is not None else self.config.version_labels
 
 
 class ModelRepository:
@@ -143,6 +164,7 @@ class ModelRepository:
         self._config_key: tuple[int, int] | None = None
         self._configs: list[ModelConfig] = []
         self._closed = False
+        self._settled = asyncio.Event()  # set on every state change; waiters re-check and clear
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -164,7 +186,7 @@ class ModelRepository:
             return
         scanned = await asyncio.to_thread(self._scan)
         names = set()
-        for config, on_disk in scanned:
+        for config, on_disk, labels in scanned:
             names.add(config.name)
             model = self._models.get(config.name)
             if model is None:
@@ -173,13 +195,38 @@ class ModelRepository:
             model.config = config
             model.on_disk = on_disk
             model.removed = False
+            self._take_labels(model, labels)
+            for version in [v for v in model.ended if v not in on_disk]:
+                del model.ended[version]
         for name, model in list(self._models.items()):
             if name not in names:
                 model.removed = True
         for model in list(self._models.values()):
             self._reconcile(model)
 
-    def _scan(self) -> list[tuple[ModelConfig, dict[int, Fingerprint]]]:
+    def _take_labels(self, model: _Model, labels: VersionLabels | InvalidArgument | None) -> None:
+        if isinstance(labels, InvalidArgument):
+            if model.fleet is not None:
+                log.error("%s; %s keeps its previous labels %s", labels.message, model.config.name, model.fleet.labels)
+            return
+        if labels == model.fleet:
+            return
+        name = model.config.name
+        if labels is None:
+            log.info("%s has no %s any more: serving by its version policy", name, version_labels.FILE_NAME)
+        else:
+            log.info("%s version labels: %s (canary share %s)", name, dict(labels.labels), labels.canary_share)
+            stable = labels.stable
+            if stable is None or stable not in model.on_disk:
+                log.warning(
+                    "%s: the stable label names %s, which is not on disk; the version policy's versions are "
+                    "served as well",
+                    name,
+                    "no version" if stable is None else f"version {stable}",
+                )
+        model.fleet = labels
+
+    def _scan(self) -> list[tuple[ModelConfig, dict[int, Fingerprint], VersionLabels | InvalidArgument | None]]:
         settings = self._settings
         if settings.model_config_file is not None:
             path = settings.model_config_file
@@ -197,7 +244,7 @@ class ModelRepository:
         else:
             assert settings.model_base_path is not None
             configs = scan_base_path(settings.model_base_path, settings.version_policy, settings.model_name)
-        return [(config, version_fingerprints(config.base_path)) for config in configs]
+        return [(config, version_fingerprints(config.base_path), _read_labels(config.base_path)) for config in configs]
 
     async def close(self) -> None:
         """Stop watching and unload everything (after the in-flight requests finish)."""
@@ -215,20 +262,30 @@ class ModelRepository:
 
     # ----------------------------------------------------------------- routing
     def acquire(self, name: str, version: int | None = None, label: str = "") -> Lease:
-        """Route a request: a specific version, a labelled one, or the newest AVAILABLE one."""
+        """Route a request: a specific version, a labelled one, or the default (stable/canary, else newest)."""
         model = self._models.get(name)
         if model is None or model.removed:
             served = ", ".join(sorted(n for n, m in self._models.items() if not m.removed)) or "none"
             raise ModelNotFound(f"model {name!r} is not served here (served: {served})", model=name)
+        if None in model.held:
+            raise FailedPrecondition(
+                f"model {name!r} is unloaded ({model.held[None]}); load it again to serve it", model=name
+            )
         if label:
             if version is not None:
                 raise InvalidArgument("set either a model version or a version label, not both", model=name)
-            labelled = model.config.version_labels.get(label)
+            labelled = model.labels().get(label)
             if labelled is None:
                 raise NotFound(f"model {name!r} has no version label {label!r}", model=name, version_label=label)
             version = labelled
         if version is not None:
             found = model.versions.get(version)
+            if (found is None or found.state is not VersionState.AVAILABLE) and version in model.held:
+                raise FailedPrecondition(
+                    f"model {name!r} version {version} is unloaded ({model.held[version]}); load it again to serve it",
+                    model=name,
+                    version=version,
+                )
             if found is None:
                 raise NotFound(f"model {name!r} has no version {version} loaded", model=name, version=version)
             if found.state is not VersionState.AVAILABLE:
@@ -236,12 +293,14 @@ class ModelRepository:
                     f"model {name!r} version {version} is {found.state.value}", model=name, version=version
                 )
             return Lease(found)
-        available = [s for s in model.versions.values() if s.state is VersionState.AVAILABLE]
+        available = {s.version: s for s in model.versions.values() if s.state is VersionState.AVAILABLE}
         if not available:
             failed = [s for s in model.versions.values() if s.state is VersionState.FAILED]
             detail = f"; version {failed[-1].version} failed to load: {failed[-1].error}" if failed else ""
             raise Unavailable(f"model {name!r} has no version available yet{detail}", model=name)
-        return Lease(max(available, key=lambda s: s.version))
+        if model.fleet is None:
+            return Lease(available[max(available)])
+        return Lease(available[model.router.choose(model.fleet, available, self._settings.canary_share)])
 
     def metric_label(self, name: str) -> str:
         """``name`` if this repository serves it, else a fixed placeholder (bounded label values)."""
@@ -257,9 +316,16 @@ class ModelRepository:
         return self._status(model)
 
     def available(self, name: str | None = None) -> bool:
-        """Whether ``name`` (or any model) has a version taking traffic."""
+        """Whether ``name`` (or any model) has a version taking traffic.
+
+        Without a name (the server's readiness), a model an operator unloaded counts too: its requests get a
+        precise FAILED_PRECONDITION, and the server must stay in its load balancer's endpoints, or the
+        ``LoadModel`` that brings the model back could not reach it.
+        """
         if name is None:
             models = list(self._models.values())
+            if any(m.held and not m.removed for m in models):
+                return True
         else:
             found = self._models.get(name)
             models = [found] if found is not None else []
@@ -271,19 +337,78 @@ class ModelRepository:
 
     def _status(self, model: _Model) -> ModelStatus:
         labels: dict[int, list[str]] = {}
-        for label, version in sorted(model.config.version_labels.items()):
+        for label, version in sorted(model.labels().items()):
             labels.setdefault(version, []).append(label)
-        versions = tuple(
-            VersionStatus(s.version, s.state, s.error, s.metadata, tuple(labels.get(s.version, ())))
-            for _, s in sorted(model.versions.items())
-        )
-        return ModelStatus(model.config.name, versions)
+        statuses = {
+            v: VersionStatus(v, VersionState.END, f"unloaded: {reason}", None, tuple(labels.get(v, ())))
+            for v, reason in model.ended.items()
+        }
+        for v, s in model.versions.items():
+            statuses[v] = VersionStatus(v, s.state, s.error, s.metadata, tuple(labels.get(v, ())))
+        return ModelStatus(model.config.name, tuple(statuses[v] for v in sorted(statuses)))
+
+    # ----------------------------------------------------------------- operator control
+    async def unload(self, name: str, version: int | None = None, reason: str = "") -> ModelStatus:
+        """Stop serving ``name`` (or one version) without touching its files; returns once it is unloaded.
+
+        In-flight requests finish first. Idempotent. The hold lasts until :meth:`load` (or a restart).
+        """
+        model = self._get(name)
+        if version is not None and version not in model.versions and version not in model.on_disk:
+            raise NotFound(f"model {name!r} has no version {version}", model=name, version=version)
+        model.held[version] = reason.strip() or "by an operator"
+        log.info("operator unload of %s%s: %s", name, "" if version is None else f" version {version}", reason)
+        self._reconcile(model)
+        self._changed()
+        await self._settle(model)
+        return self._status(model)
+
+    async def load(self, name: str, version: int | None = None) -> ModelStatus:
+        """Undo :meth:`unload` (of the model: every hold; of a version: that one); returns once loading is over."""
+        model = self._get(name)
+        if version is None:
+            model.held.clear()
+            model.ended.clear()
+        else:
+            if None in model.held:
+                raise FailedPrecondition(
+                    f"model {name!r} is unloaded as a whole; load the model, not one version", model=name
+                )
+            if version not in model.on_disk:
+                raise NotFound(f"model {name!r} has no version {version} on disk", model=name, version=version)
+            model.held.pop(version, None)
+            model.ended.pop(version, None)
+            if version not in self._aspired(model):
+                raise FailedPrecondition(
+                    f"model {name!r} version {version} is not among the versions its policy "
+                    f"({model.config.policy}) or labels serve",
+                    model=name,
+                    version=version,
+                )
+        log.info("operator load of %s%s", name, "" if version is None else f" version {version}")
+        self._reconcile(model)
+        self._changed()
+        await self._settle(model)
+        return self._status(model)
+
+    def _get(self, name: str) -> _Model:
+        model = self._models.get(name)
+        if model is None or model.removed:
+            raise ModelNotFound(f"model {name!r} is not served here", model=name)
+        return model
+
+    async def _settle(self, model: _Model) -> None:
+        """Until no version of ``model`` is loading or unloading (the caller's deadline bounds the wait)."""
+        busy = (VersionState.LOADING, VersionState.UNLOADING)
+        while any(s.state in busy for s in model.versions.values()):
+            self._settled.clear()
+            await self._settled.wait()
 
     # ----------------------------------------------------------------- reconciliation
     def _reconcile(self, model: _Model) -> None:
         if self._closed:
             return
-        aspired = set() if model.removed else set(model.config.policy.select(list(model.on_disk)))
+        aspired = self._aspired(model)
         for version in sorted(aspired):
             served = model.versions.get(version)
             fingerprint = model.on_disk[version]
@@ -291,17 +416,32 @@ class ModelRepository:
                 served = ServedVersion(model.config.name, version, model.config.base_path / str(version), fingerprint)
                 model.versions[version] = served
                 self._spawn(self._load(model, served))
-        ready = any(s.state is VersionState.AVAILABLE for v, s in model.versions.items() if v in aspired)
+        stable = model.fleet.stable if model.fleet is not None else None
+        if stable is not None and stable in aspired:
+            # The old versions keep answering until the version the stable label names can.
+            ready = stable in model.versions and model.versions[stable].state is VersionState.AVAILABLE
+        else:
+            ready = any(s.state is VersionState.AVAILABLE for v, s in model.versions.items() if v in aspired)
         for version, served in list(model.versions.items()):
             if version in aspired:
                 continue
             if served.state is VersionState.FAILED:
                 del model.versions[version]
-            elif served.state is VersionState.AVAILABLE and (ready or not aspired):
+            elif served.state is VersionState.AVAILABLE and (
+                ready or not aspired or version in model.held or None in model.held
+            ):
+                served.state = VersionState.UNLOADING  # now, so no later reconciliation spawns a second unload
                 self._spawn(self._unload(model, served))
         if model.removed and not model.versions and self._models.get(model.config.name) is model:
             del self._models[model.config.name]
             log.info("model %s is no longer served", model.config.name)
+
+    def _aspired(self, model: _Model) -> set[int]:
+        if model.removed or None in model.held:
+            return set()
+        policy = model.config.policy.select(list(model.on_disk))
+        aspired = set(policy) if model.fleet is None else aspired_versions(model.fleet, model.on_disk, policy)
+        return aspired - set(model.held)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -365,17 +505,28 @@ class ModelRepository:
         served.runtime = None
         if model.versions.get(served.version) is served:
             del model.versions[served.version]
+        reason = model.held.get(served.version, model.held.get(None))
+        if reason is not None:
+            model.ended[served.version] = reason
         log.info("unloaded %s version %d", served.model, served.version)
         self._reconcile(model)
         self._changed()
 
     def _changed(self) -> None:
+        self._settled.set()
         if self._metrics is not None:
             for name, model in self._models.items():
                 count = sum(s.state is VersionState.AVAILABLE for s in model.versions.values())
                 self._metrics.loaded_versions.labels(name).set(count)
         if self._on_change is not None:
             self._on_change()
+
+
+def _read_labels(base: Path) -> VersionLabels | InvalidArgument | None:
+    try:
+        return version_labels.read(base)
+    except InvalidArgument as exc:
+        return exc
 
 
 def warm_up(runtime: Runtime, metadata: ModelMetadata, batch_sizes: tuple[int, ...], iterations: int) -> None:

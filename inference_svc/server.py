@@ -35,12 +35,14 @@ from inference_svc.repository import ModelRepository, VersionState
 from inference_svc.runtime.base import RuntimeFactory
 from inference_svc.servicers.classifier import SERVICE_NAME as CLASSIFIER
 from inference_svc.servicers.classifier import ClassifierServicer
+from inference_svc.servicers.model_control import SERVICE_NAME as MODEL_CONTROL
+from inference_svc.servicers.model_control import ModelControlServicer
 from inference_svc.servicers.tfserving_api import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
 from inference_svc.settings import Settings
 from tfic import grpc_security as security
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
-from tfic.v1 import classifier_pb2_grpc
+from tfic.v1 import classifier_pb2_grpc, model_control_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +155,16 @@ class InferenceServer:
             PredictionServicer(self.predictor, self.metrics), server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
+        model_control_pb2_grpc.add_ModelControlServicer_to_server(ModelControlServicer(self.repository), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = (CLASSIFIER, PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        names = (
+            CLASSIFIER,
+            PREDICTION_SERVICE,
+            MODEL_SERVICE,
+            MODEL_CONTROL,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
         reflection.enable_server_reflection(names, server)
         for service in READINESS_SERVICES:
             await self.health.set(service, NOT_SERVING)

@@ -260,6 +260,15 @@ class Settings:
         env=_model("poll-interval-seconds"),
         group=REPOSITORY,
     )
+    canary_share: float = setting(
+        0.1,
+        "share of a model's requests (those naming no version or label) the version labelled canary answers, "
+        "when its version_labels.json sets no canary_share",
+        minimum=0,
+        maximum=1,
+        env=_model("canary-share"),
+        group=REPOSITORY,
+    )
     batching: BatchingSettings = nested(BatchingSettings)
     batching_config: Path | None = setting(
         None, "YAML/JSON file with global and per-model batching settings", group=BATCHING

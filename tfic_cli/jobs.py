@@ -68,6 +68,11 @@ def configure(jobs: argparse.ArgumentParser, argv: Sequence[str] | None) -> None
     p.add_argument("--model-name", required=True, help="model name the new version is published under")
     p.add_argument("--name", help="job name (default: MODEL_NAME-<date>-<time>)")
     p.add_argument("--base-model", help="backbone name, or the path of a tfic model version (incremental training)")
+    p.add_argument(
+        "--promote",
+        metavar="LABEL",
+        help="once published, validate the new version and point this fleet label (canary, stable) at it",
+    )
     p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (SageMaker's format)")
     p.add_argument("--request-id", help="idempotency key: resubmitting with it returns the same job")
     p.add_argument("--wait", action="store_true", help="watch the job until it ends; exit 1 unless it completes")
@@ -180,6 +185,7 @@ def _submit(args: argparse.Namespace) -> int:
         hyperparameters=pb.Hyperparameters(extra={k: _text(v) for k, v in values.items()}),
         base_model=args.base_model or "",
         model_name=args.model_name,
+        promote=args.promote or "",
     )
     name = args.name or f"{args.model_name}-{time.strftime('%Y%m%d-%H%M%S')}".replace("_", "-").replace(".", "-")
     client = _Client(args)

@@ -63,6 +63,11 @@ COMMANDS: dict[str, Command] = {
         "tfic_cli.models:configure_backbones",
         "trainer",
     ),
+    "models": Command(
+        "promote, roll back and list a model's fleet-wide version labels (stable, canary)",
+        "tfic_cli.rollout:configure",
+        "trainer",  # promote validates with TensorFlow; labels/rollback/unlabel need only the core
+    ),
     "data": Command(
         "prepare and inspect datasets (.lst, .rec, folders, TFRecord)", "tfic_cli.data:configure", "trainer"
     ),

@@ -295,11 +295,15 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignor
             if v.state is VersionState.FAILED:
                 item.status.error_code = _ERROR_UNKNOWN
                 item.status.error_message = v.error
+            elif v.error:  # END after an operator's unload: code OK, the reason said
+                item.status.error_message = v.error
         return response
 
     async def HandleReloadConfigRequest(  # noqa: N802 - gRPC method names
         self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> Any:
         await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "edit the model config file instead; it is re-read when it changes"
+            grpc.StatusCode.UNIMPLEMENTED,
+            "edit the model config file instead (it is re-read when it changes), or unload and load a model with "
+            "tfic.v1.ModelControl",
         )

@@ -43,6 +43,7 @@ MESSAGE = "message"
 EPOCH = "epoch"
 MODEL = "model"
 ERROR = "error"
+PROMOTED = "promoted"  # a fleet label moved to the published version (the job's promote)
 
 TRAIN_CHANNEL = "train"
 VALIDATION_CHANNEL = "validation"
@@ -87,6 +88,7 @@ class JobSpec:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     model_name: str = ""
     base_model: str | None = None
+    promote: str = ""  # a fleet version label to point at the published version (tfic.version_labels)
 
     def channel(self, name: str) -> Channel | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -98,6 +100,7 @@ class JobSpec:
                 "hyperparameters": self.hyperparameters,
                 "model_name": self.model_name,
                 "base_model": self.base_model,
+                "promote": self.promote,
             },
             sort_keys=True,
         )
@@ -110,6 +113,7 @@ class JobSpec:
             hyperparameters=dict(data.get("hyperparameters") or {}),
             model_name=str(data.get("model_name") or ""),
             base_model=data.get("base_model"),
+            promote=str(data.get("promote") or ""),
         )
 
 
@@ -202,4 +206,6 @@ class JobEvent:
             return f"training started (attempt {self.attempt}, model {d.get('model_name', '?')})"
         if self.type == ERROR:
             return f"error: {d.get('message', '')}"
+        if self.type == PROMOTED:
+            return f"label {d.get('label')} -> version {d.get('version')} ({', '.join(d.get('checks') or [])})"
         return events.describe({"type": self.type, **d})

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tfic import version_labels
 from tfic.errors import InvalidArgument, InvalidHyperparameter
 from tfic.v1 import trainer_pb2 as pb
 from trainer_svc.service.jobs import (
@@ -107,6 +108,7 @@ def spec_from_pb(message: pb.TrainingJobSpec) -> JobSpec:
         hyperparameters=hyperparameters_from_pb(message.hyperparameters),
         model_name=message.model_name,
         base_model=message.base_model or None,
+        promote=version_labels.check_label(message.promote) if message.promote else "",
     )
 
 
@@ -125,6 +127,7 @@ def spec_to_pb(spec: JobSpec) -> pb.TrainingJobSpec:
         hyperparameters=hyperparameters_to_pb(spec.hyperparameters),
         base_model=spec.base_model or "",
         model_name=spec.model_name,
+        promote=spec.promote,
     )
 
 

@@ -104,7 +104,7 @@ def check_spec(job_name: str, spec: JobSpec, policy: DataPolicy) -> JobSpec:
     model_name = validate_model_name(spec.model_name or job_name)
     base_model = check_base_model(spec.base_model, policy) if spec.base_model else None
     ordered = tuple(channels[n] for n in (TRAIN_CHANNEL, VALIDATION_CHANNEL) if n in channels)
-    return JobSpec(ordered, dict(spec.hyperparameters), model_name, base_model)
+    return JobSpec(ordered, dict(spec.hyperparameters), model_name, base_model, spec.promote)
 
 
 def is_model_path(base_model: str) -> bool:

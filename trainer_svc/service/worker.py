@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from tfic import logs
-from tfic.errors import INTERNAL, Cancelled, TficError, status_for
+from tfic.errors import INTERNAL, Cancelled, FailedPrecondition, TficError, status_for
 from trainer_svc.service import s3
 from trainer_svc.service.datapaths import DataRoots
-from trainer_svc.service.jobs import ERROR, Channel, Job
+from trainer_svc.service.jobs import ERROR, PROMOTED, Channel, Job
 from trainer_svc.service.store import NewEvent, SqliteJobStore
 from trainer_svc.service.validation import check_manifest_images, is_model_path
 
@@ -140,7 +140,7 @@ def _train(job: Job, args: argparse.Namespace, stop: threading.Event, sink: _Eve
     from trainer_svc.training.train import TrainRequest, run
 
     local = {name: TrainChannel(c.uri, c.format, c.image_root, c.attribute_names) for name, c in channels.items()}
-    run(
+    result = run(
         TrainRequest(
             train=local["train"],
             validation=local.get("validation"),
@@ -154,6 +154,22 @@ def _train(job: Job, args: argparse.Namespace, stop: threading.Event, sink: _Eve
         ),
         sink,
     )
+    if job.spec.promote and result.version is not None and not result.stopped:
+        _promote(job, args.model_base_path / job.spec.model_name, result.version, sink)
+
+
+def _promote(job: Job, model_dir: Path, version: int, sink: _Events) -> None:
+    from trainer_svc.training.promotion import promote_version
+
+    try:
+        promotion = promote_version(model_dir, version, job.spec.promote, by=f"trainer job {job.job_id}")
+    except TficError as exc:
+        # The version stays published (a person may still promote it); the job says why no label moved.
+        raise FailedPrecondition(
+            f"version {version} was published but not promoted to {job.spec.promote}: {exc.message}"
+        ) from None
+    log.info("job %s: %s -> %s version %d", job.job_id, job.spec.promote, job.spec.model_name, version)
+    sink({"type": PROMOTED, "label": promotion.label, "version": version, "checks": list(promotion.checks)})
 
 
 def main(argv: list[str] | None = None) -> int:

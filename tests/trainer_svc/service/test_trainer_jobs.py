@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import grpc
+import pytest
 from trainer_harness import StartTrainer, model_versions, spec, states_of
 
+from tfic import version_labels
 from tfic.modeldir import read_metadata
 from tfic.v1 import trainer_pb2 as pb
 
@@ -85,3 +88,26 @@ async def test_a_multi_label_job_trains_sigmoids_and_reports_per_class(start_tra
     (output,) = [e.model for e in events if e.WhichOneof("event") == "model"]
     meta = read_metadata(trainer.settings.model_base_path / "attributes" / str(output.version))
     assert meta.output == "multi_label" and meta.labels == ("small", "big", "even", "loop")
+
+
+async def test_a_job_with_promote_labels_its_version_after_validating_it(start_trainer: StartTrainer) -> None:
+    """promote: "canary" moves the fleet label once the version is published and validated; a bad label is refused."""
+    trainer = await start_trainer(max_concurrent_jobs=1)
+    job = spec(epochs=1, model_name="promoted")
+    job.promote = "canary"
+    await trainer.create("promoted", job)
+    events = await asyncio.wait_for(trainer.watch("promoted"), timeout=180)
+    assert states_of(events)[-1] == pb.JOB_STATE_COMPLETED
+    (output,) = [e.model for e in events if e.WhichOneof("event") == "model"]
+    (said,) = [e.message for e in events if e.WhichOneof("event") == "message" and e.message.startswith("label ")]
+    assert said.startswith(f"label canary -> version {output.version} (loads, predicts 8 random images")
+    labels = version_labels.read(trainer.settings.model_base_path / "promoted")
+    assert labels is not None and dict(labels.labels) == {"canary": output.version}
+    assert labels.history[-1].by.startswith("trainer job ")
+    assert (await trainer.get("promoted")).spec.promote == "canary"  # stored with the job
+
+    bad = spec(epochs=1, model_name="promoted")
+    bad.promote = "not a label"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await trainer.create("bad-label", bad)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
