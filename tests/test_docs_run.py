@@ -191,6 +191,17 @@ BLOCKS: dict[tuple[str, str], Run | Skip] = {
     ): SERVER,
     ("docs/training.md", "waiting for workers 10.0.0.7:2222 (1 of 2 listening; this is"): NOT_CODE,
     ("docs/trainer.md", "Pending ──> InProgress ──> Completed | Failed (failure_reaso"): NOT_CODE,
+    ("docs/gateway.md", 'curl -X POST -H "Authorization: Bearer $TOKEN" -d \'{"reason"'): Skip(
+        "its middle call answers 409 by design, and unloading would take the shared model away from the other "
+        "blocks; tests/gateway/test_gateway_model_control.py makes the same three calls"
+    ),
+    ("docs/inference.md", 'BASE/<model>/version_labels.json        # {"format": 1, "lab'): NOT_CODE,
+    ("docs/inference.md", "tfic models promote models/flowers 2 --label canary --canary"): Skip(
+        "needs a second version; tests/tfic_cli/test_models_labels.py promotes, rolls back and unlabels"
+    ),
+    ("docs/inference.md", 'grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d \'{"n'): Skip(
+        "grpcurl is not a dependency; tests/inference_svc/test_model_control.py calls ModelControl"
+    ),
 }
 
 # Blocks sharing a first line: what each must print, in order of appearance.
