@@ -27,12 +27,21 @@ def ref_from_pb(spec: common_pb2.ModelSpec) -> ModelRef:
     return ModelRef(spec.name, spec.version if spec.HasField("version") else None, spec.version_label)
 
 
-def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.ClassifyResponse:
+def classify_response_to_pb(
+    prediction: Prediction, k: int, omit_labels: bool = False
+) -> classifier_pb2.ClassifyResponse:
     labels = prediction.labels
     results = []
     for indices, probabilities in top_k(prediction.probabilities, k):
         # The first of equal maxima, as argmax; with top_k the list is already ranked.
         predicted = indices[0] if k else max(range(len(probabilities)), key=probabilities.__getitem__)
+        if omit_labels:
+            results.append(
+                classifier_pb2.Classification(
+                    probabilities=probabilities, label_indices=indices if k else (), predicted_index=predicted
+                )
+            )
+            continue
         results.append(
             classifier_pb2.Classification(
                 probabilities=probabilities,
@@ -77,7 +86,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         deadline = deadline_of(context)
         with self._metrics.track(self._predictor.metric_label(ref.name), "Classify", deadline):
             prediction = await self._predictor.classify(ref, list(request.images), deadline)
-            return classify_response_to_pb(prediction, request.top_k)
+            return classify_response_to_pb(prediction, request.top_k, request.omit_labels)
 
     async def ListModels(  # noqa: N802 - gRPC method names
         self, request: classifier_pb2.ListModelsRequest, context: aio.ServicerContext[Any, Any]
