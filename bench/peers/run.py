@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -67,17 +69,26 @@ def _free_port() -> int:
 
 @contextmanager
 def _server(command: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` in a session of its own, stopped with all its processes: LitServe's and BentoML's workers
+    outlive a SIGTERM to the process that started them, and an orphan spinning on the shared cores would
+    weigh on every later measurement."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_env(**env), cwd=ROOT)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=_env(**env), cwd=ROOT, start_new_session=True
+        )
         try:
             yield process
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            time.sleep(1)  # the group's other processes handle their SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_http(port: int, path: str, body: bytes, content_type: str, process: subprocess.Popen[bytes]) -> None:
