@@ -61,6 +61,8 @@ from tfic.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Un
 
 log = logging.getLogger(__name__)
 
+_PROBE_EVERY = 16  # at most one batch in this many starts beside a running one against the curve
+
 
 @dataclass(eq=False)
 class _Task:
@@ -87,6 +89,7 @@ class BatchStats:
     expired: int = 0
     rejected: int = 0
     held: int = 0  # times the cost curve kept a queued batch from starting beside a running one
+    probes: int = 0  # batches started beside one anyway, to keep the curve's "beside" times current
     sizes: list[int] = field(default_factory=list)  # runtime batch sizes, most recent last (bounded)
 
 
@@ -119,6 +122,7 @@ class Batcher:
         self._pending_images = 0
         self._running = 0
         self._runs: set[_Run] = set()
+        self._since_probe = 0  # batches started since the last probe (see _dispatch)
         self._incoming = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -240,8 +244,13 @@ class Batcher:
                 break
             beside = self._running > 0 and self.cost is not None
             if beside and self.cost and not self.cost.run_beside(min(self._pending_images, self._max), self._max):
-                self.stats.held += 1
-                break  # the running batch's end calls _dispatch again, with a larger queue
+                if self._since_probe < _PROBE_EVERY:
+                    self.stats.held += 1
+                    break  # the running batch's end calls _dispatch again, with a larger queue
+                # Now and then run beside anyway: a held batch never measures "beside", so without these
+                # probes a pessimistic warm-up figure (a busy machine at load time) would never be corrected.
+                self.stats.probes += 1
+                self._since_probe = 0
             # Wait for requests still being decoded only when this batch would take the last free
             # thread: with another thread free, they can run there when they arrive.
             last_thread = self._running + 1 >= self._threads
@@ -294,6 +303,7 @@ class Batcher:
             for task in tasks:
                 self._wait.observe(now - task.enqueued)
         self._running += 1
+        self._since_probe += 1
         self._idle.clear()
         run = _Run(overlapped=self._running > 1)
         for other in self._runs:

@@ -284,3 +284,22 @@ def test_cost_curve_decisions() -> None:
     assert not slow_beside.run_beside(2, 8) and free_beside.run_beside(2, 8)
     assert slow_beside.best_size() == 8
     assert not CostCurve((1, 2), {1: 0.01, 2: 0.02}, {}).run_beside(1, 2)  # never measured beside: never
+
+
+async def test_one_batch_in_sixteen_probes_beside_to_keep_the_curve_current(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
+    cost = curve(2.0)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=cost)
+    for i in range(15):  # one at a time: nothing to hold
+        await batcher.submit(images(1, seed=i))
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1, seed=20)))
+    await wait_until(lambda: batcher.running == 1, what="the 16th batch to start")
+    before = cost.beside[1]
+    second = asyncio.ensure_future(batcher.submit(images(1, seed=21)))
+    await wait_until(lambda: batcher.running == 2, what="a probe beside the 16th batch")
+    assert batcher.stats.probes == 1 and batcher.stats.held == 0
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert cost.beside[1] != before  # the overlapping batches' times were folded into the curve
+    await batcher.close()
