@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install protos deploy-check bench clean format
+.PHONY: demo test lint install protos deploy-check bench bench-peers-venv bench-peers clean format
 
 # New packages must re-run the editable install, so the stamp depends on them too. dev pulls every extra
 # (each service's, client, demo, bench), torch-reference the torch the EfficientNet-Lite0 check compares with.
@@ -52,5 +52,17 @@ bench: $(STAMP)
 	$(PY) -m bench.inference.run --quick
 	$(PY) -m bench.gateway.run
 
+## BentoML and LitServe for bench/peers, in their own virtualenv: their pins conflict with tfic's (bench/peers/requirements.txt).
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/.installed: bench/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -r bench/peers/requirements.txt
+	touch $@
+
+bench-peers-venv: $(PEERS_VENV)/.installed
+
+bench-peers: $(STAMP) bench-peers-venv
+	$(PY) -m bench.peers.run --quick
+
 clean:
-	rm -rf $(VENV) tfic/v1 .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) tfic/v1 .mypy_cache .ruff_cache .pytest_cache

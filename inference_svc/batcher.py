@@ -15,9 +15,18 @@ free and one of these holds:
 
 So the timeout only applies while more requests are being decoded and only one thread is left,
 which is exactly when waiting a little buys a fuller batch; while every thread is busy the queue
-fills by itself. Up to ``num_batch_threads`` batches run at once, in a thread pool of that size
-(never on the event loop). Each batch is padded (with zeros) up to the next of
-``allowed_batch_sizes`` so the runtime sees few shapes.
+fills by itself.
+
+With a cost curve (:mod:`inference_svc.costmodel`, measured at warm-up; ``adaptive`` batching, the
+default) one more rule comes first: while a batch runs, the queue starts another batch beside it
+only if the curve says two batches of that size at once serve more images per second than waiting
+for the running batch to end and running the queue, grown meanwhile, as one larger batch
+(:meth:`~inference_svc.costmodel.CostCurve.run_beside`). The running batch's end dispatches again,
+so nothing waits longer than one batch. With nothing running a request still starts at once.
+
+Up to ``num_batch_threads`` batches run at once, in a thread pool of that size (never on the event
+loop). Each batch is padded (with zeros) up to the next of ``allowed_batch_sizes`` so the runtime
+sees few shapes. Batch buffers are reused, one per padded size and running batch.
 
 Requests larger than ``max_batch_size`` are split into chunks that batch independently. The
 queue is bounded: if the images waiting would fill more than ``max_enqueued_batches`` batches the
@@ -35,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,12 +53,15 @@ from functools import partial
 
 import numpy as np
 
+from inference_svc.costmodel import CostCurve
 from inference_svc.metrics import Metrics, cancel_reason
 from inference_svc.settings import BatchingSettings
 from inference_svc.workers import WorkerPool
 from tfic.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
+
+_PROBE_EVERY = 16  # at most one batch in this many starts beside a running one against the curve
 
 
 @dataclass(eq=False)
@@ -57,6 +70,13 @@ class _Task:
     future: asyncio.Future[np.ndarray]
     enqueued: float
     deadline: float | None
+
+
+@dataclass(eq=False)
+class _Run:
+    """A running batch; ``overlapped`` once another batch ran beside it (its time is a "beside" time)."""
+
+    overlapped: bool
 
 
 @dataclass
@@ -68,6 +88,8 @@ class BatchStats:
     padded: int = 0
     expired: int = 0
     rejected: int = 0
+    held: int = 0  # times the cost curve kept a queued batch from starting beside a running one
+    probes: int = 0  # batches started beside one anyway, to keep the curve's "beside" times current
     sizes: list[int] = field(default_factory=list)  # runtime batch sizes, most recent last (bounded)
 
 
@@ -79,8 +101,10 @@ class Batcher:
         settings: BatchingSettings,
         image_shape: tuple[int, int, int],
         metrics: Metrics | None = None,
+        cost: CostCurve | None = None,
     ) -> None:
         self.model = model
+        self.cost = cost if settings.enabled else None
         self.settings = settings
         self.stats = BatchStats()
         self._predict = predict
@@ -91,9 +115,14 @@ class Batcher:
         self._timeout = settings.batch_timeout_micros / 1e6
         self._threads = settings.num_batch_threads
         self._pool = WorkerPool(self._threads, f"tfic-batch-{model}")
+        # Batch buffers by padded size, reused: each thread takes one from its list and gives it back.
+        self._buffers: dict[tuple[int, type[np.generic]], list[np.ndarray]] = {}
+        self._buffers_lock = threading.Lock()
         self._pending: deque[_Task] = deque()
         self._pending_images = 0
         self._running = 0
+        self._runs: set[_Run] = set()
+        self._since_probe = 0  # batches started since the last probe (see _dispatch)
         self._incoming = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -130,7 +159,7 @@ class Batcher:
         self._dispatch()
 
     async def submit(self, images: np.ndarray, deadline: float | None = None, announced: bool = False) -> np.ndarray:
-        """Run ``images`` (float32 [N, H, W, 3]) in a batch; returns their probabilities [N, C].
+        """Run ``images`` (uint8 or float32 [N, H, W, 3]) in a batch; returns their probabilities [N, C].
 
         ``deadline`` is a ``time.monotonic()`` value.
         """
@@ -213,6 +242,15 @@ class Batcher:
             self._drop_dead(now)
             if not self._pending:
                 break
+            beside = self._running > 0 and self.cost is not None
+            if beside and self.cost and not self.cost.run_beside(min(self._pending_images, self._max), self._max):
+                if self._since_probe < _PROBE_EVERY:
+                    self.stats.held += 1
+                    break  # the running batch's end calls _dispatch again, with a larger queue
+                # Now and then run beside anyway: a held batch never measures "beside", so without these
+                # probes a pessimistic warm-up figure (a busy machine at load time) would never be corrected.
+                self.stats.probes += 1
+                self._since_probe = 0
             # Wait for requests still being decoded only when this batch would take the last free
             # thread: with another thread free, they can run there when they arrive.
             last_thread = self._running + 1 >= self._threads
@@ -265,12 +303,18 @@ class Batcher:
             for task in tasks:
                 self._wait.observe(now - task.enqueued)
         self._running += 1
+        self._since_probe += 1
         self._idle.clear()
+        run = _Run(overlapped=self._running > 1)
+        for other in self._runs:
+            other.overlapped = True
+        self._runs.add(run)
         future = self._pool.submit(self._run_batch, [t.images for t in tasks], size)
-        future.add_done_callback(partial(self._finish, tasks))
+        future.add_done_callback(partial(self._finish, tasks, run))
 
-    def _finish(self, tasks: list[_Task], future: asyncio.Future[tuple[np.ndarray, int, float]]) -> None:
+    def _finish(self, tasks: list[_Task], run: _Run, future: asyncio.Future[tuple[np.ndarray, int, float]]) -> None:
         self._running -= 1
+        self._runs.discard(run)
         try:
             probabilities, padded, seconds = future.result()
         except BaseException as exc:
@@ -284,6 +328,8 @@ class Batcher:
             self.stats.padded += padded
             self.stats.sizes.append(size + padded)
             del self.stats.sizes[:-1000]
+            if self.cost is not None:
+                self.cost.observe(size + padded, seconds, run.overlapped)
             if self._metrics is not None:
                 self._model_seconds.observe(seconds)
                 self._batch_size.observe(size)
@@ -310,11 +356,30 @@ class Batcher:
     def _run_batch(self, chunks: list[np.ndarray], size: int) -> tuple[np.ndarray, int, float]:
         target = next((s for s in self._sizes if s >= size), size) if self._max else size
         if len(chunks) == 1 and target == size:
-            batch = chunks[0]
-        else:
-            batch = np.zeros((target, *self._shape), dtype=np.float32)
+            start = time.perf_counter()
+            probabilities = self._predict(chunks[0])
+            return probabilities, 0, time.perf_counter() - start
+        # uint8 (decoded images) stays uint8 — the runtime casts in its graph —, unless float32 pixels
+        # (TensorFlow Serving's Predict) share the batch.
+        dtype = np.uint8 if all(c.dtype == np.uint8 for c in chunks) else np.float32
+        batch = self._take_buffer(target, dtype)
+        try:
             np.concatenate(chunks, out=batch[:size])
-        start = time.perf_counter()
-        probabilities = self._predict(batch)
-        seconds = time.perf_counter() - start
+            batch[size:] = 0  # padding rows: zeros, as before reuse (rows never influence each other)
+            start = time.perf_counter()
+            probabilities = self._predict(batch)
+            seconds = time.perf_counter() - start
+        finally:
+            self._give_buffer(batch)  # predict has returned: the runtime is done with it
         return probabilities[:size], target - size, seconds
+
+    def _take_buffer(self, size: int, dtype: type[np.generic]) -> np.ndarray:
+        with self._buffers_lock:
+            free = self._buffers.get((size, dtype))
+            if free:
+                return free.pop()
+        return np.empty((size, *self._shape), dtype=dtype)
+
+    def _give_buffer(self, buffer: np.ndarray) -> None:
+        with self._buffers_lock:
+            self._buffers.setdefault((len(buffer), buffer.dtype.type), []).append(buffer)

@@ -47,7 +47,7 @@ class Preprocessor:
     def decode_one(
         self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray, deadline: float | None = None
     ) -> None:
-        """Decode ``data`` into ``out`` (float32 [H, W, 3]); blocking, thread-safe.
+        """Decode ``data`` into ``out`` ([H, W, 3], uint8 or float32); blocking, thread-safe.
 
         With a ``deadline`` (``time.monotonic()``) that has passed by the time a worker gets here, nothing is
         decoded: the request could not be answered in time anyway, and under overload the workers' time is
@@ -65,7 +65,8 @@ class Preprocessor:
     async def decode(
         self, images: Sequence[bytes], size: tuple[int, int], interpolation: str, deadline: float | None = None
     ) -> np.ndarray:
-        """Encoded images → float32 [N, H, W, 3] RGB 0..255 at ``size`` = (height, width).
+        """Encoded images → uint8 [N, H, W, 3] RGB at ``size`` = (height, width): the definition's pixels,
+        a quarter of float32's bytes; the runtime casts them to float32 inside the model's graph.
 
         Images still waiting for a worker when ``deadline`` passes, or when the caller cancels, are never
         decoded (DEADLINE_EXCEEDED; cancellation propagates).
@@ -84,7 +85,7 @@ class Preprocessor:
                     i, n, ImageTooLarge(f"image is {len(data)} bytes; the limit is {self.limits.max_bytes} bytes")
                 )
         height, width = size
-        out = np.empty((n, height, width, 3), dtype=np.float32)
+        out = np.empty((n, height, width, 3), dtype=np.uint8)
         self._queued += n
         try:
             futures = [

@@ -44,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from inference_svc import costmodel
 from inference_svc.batcher import Batcher
+from inference_svc.costmodel import CostCurve
 from inference_svc.fleet import CanaryRouter, aspired_versions
 from inference_svc.metrics import UNKNOWN_MODEL, Metrics
 from inference_svc.modelconfig import (
@@ -455,7 +457,7 @@ class ModelRepository:
         loop = asyncio.get_running_loop()
         self._changed()
         try:
-            metadata, runtime = await loop.run_in_executor(self._loader, self._load_blocking, served, batching)
+            metadata, runtime, cost = await loop.run_in_executor(self._loader, self._load_blocking, served, batching)
         except Exception as exc:
             message = str(exc) if isinstance(exc, TficError) else f"{type(exc).__name__}: {exc}"
             served.state = VersionState.FAILED
@@ -469,7 +471,7 @@ class ModelRepository:
                 return
             served.metadata = metadata
             served.runtime = runtime
-            served.batcher = Batcher(name, runtime.predict, batching, metadata.image_shape, self._metrics)
+            served.batcher = Batcher(name, runtime.predict, batching, metadata.image_shape, self._metrics, cost)
             served.state = VersionState.AVAILABLE
             log.info("%s version %d is available", name, version)
             if self._metrics is not None:
@@ -477,18 +479,22 @@ class ModelRepository:
         self._reconcile(model)
         self._changed()
 
-    def _load_blocking(self, served: ServedVersion, batching: BatchingSettings) -> tuple[ModelMetadata, Runtime]:
+    def _load_blocking(
+        self, served: ServedVersion, batching: BatchingSettings
+    ) -> tuple[ModelMetadata, Runtime, CostCurve | None]:
         metadata = read_metadata(served.path)
         if metadata.image_shape[2] != 3:
             raise InvalidArgument(f"model takes {metadata.image_shape[2]} channels; tfic serves RGB (3) models")
         warn_definition(served.model, served.version, metadata.preprocessing.definition)
         runtime = self._factory(served.model, served.version, served.path, metadata)
         try:
-            warm_up(runtime, metadata, batching.batch_sizes, self._settings.warmup_iterations)
+            cost = warm_up(runtime, metadata, batching, self._settings.warmup_iterations)
         except BaseException:
             runtime.close()
             raise
-        return metadata, runtime
+        if cost is not None:
+            log.info("%s version %d costs per batch: %s", served.model, served.version, cost.describe())
+        return metadata, runtime, cost
 
     async def _unload(self, model: _Model, served: ServedVersion) -> None:
         served.state = VersionState.UNLOADING
@@ -529,20 +535,27 @@ def _read_labels(base: Path) -> VersionLabels | InvalidArgument | None:
         return exc
 
 
-def warm_up(runtime: Runtime, metadata: ModelMetadata, batch_sizes: tuple[int, ...], iterations: int) -> None:
-    """Real inferences at every batch size the batcher will use, so no request pays first-call costs."""
+def warm_up(runtime: Runtime, metadata: ModelMetadata, batching: BatchingSettings, iterations: int) -> CostCurve | None:
+    """Real inferences at every batch size the batcher will use, so no request pays first-call costs;
+    then, with adaptive batching, the version's cost curve (:mod:`inference_svc.costmodel`)."""
     height, width, _ = metadata.image_shape
     rng = np.random.default_rng(0)
-    for size in batch_sizes:
-        images = rng.integers(0, 256, (size, height, width, 3)).astype(np.float32)
-        for _ in range(max(1, iterations)):
-            probabilities = runtime.predict(images)
+    batches = {}
+    for size in batching.batch_sizes:
+        # uint8, what decoded images are; float32 (TensorFlow Serving's Predict) once per size too.
+        images = rng.integers(0, 256, (size, height, width, 3), dtype=np.uint8)
+        batches[size] = images
+        for pixels in [images] * max(1, iterations) + [images.astype(np.float32)]:
+            probabilities = runtime.predict(pixels)
             columns = len(metadata.columns)
             if probabilities.shape != (size, columns):
                 raise InvalidArgument(
                     f"model returned probabilities of shape {probabilities.shape} for {size} images; "
                     f"its metadata ({metadata.output}, {metadata.num_classes} labels) needs {columns} columns"
                 )
+    if not (batching.enabled and batching.adaptive):
+        return None
+    return costmodel.measure(runtime.predict, batches, beside=batching.num_batch_threads > 1)
 
 
 def warn_definition(model: str, version: int, definition: int) -> bool:

@@ -144,6 +144,13 @@ class BatchingSettings:
         minimum=1,
         group=BATCHING,
     )
+    adaptive: bool = setting(
+        True,
+        "measure the version's cost per batch size at warm-up and start a batch beside a running one only "
+        "when that serves more images/s than waiting to merge it (off: any free batch thread starts the queue)",
+        flag="--adaptive-batching",
+        group=BATCHING,
+    )
     allowed_batch_sizes: tuple[int, ...] = setting(
         (),
         "comma-separated sizes batches are padded to; the last must equal --max-batch-size",
@@ -190,7 +197,7 @@ class BatchingSettings:
         for key, value in values.items():
             if key == "allowed_batch_sizes":
                 converted[key] = int_tuple(value)
-            elif key == "enabled":
+            elif key in ("enabled", "adaptive"):
                 converted[key] = bool(value)
             else:
                 converted[key] = int(value)

@@ -7,7 +7,8 @@ This is how the default ``--num-batch-threads`` was chosen (docs/inference.md, T
         --variant "--num-batch-threads 1" --variant "--num-batch-threads 2" \\
         --variant "--no-enable-batching --num-batch-threads 2"
 
-Prints a Markdown table of images/s (one image per request) and writes the runs as JSON.
+Prints a Markdown table of images/s (one image per request) with the server's mean batch size in
+brackets, and writes the runs as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.inference.fixtures import export_bench_model, parse_model_spec, write_images
-from bench.inference.run import inference_server, json_lines
+from bench.inference.run import _run_load, inference_server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,22 +44,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_images(images, 64, 640, 480)
     levels = [int(c) for c in args.concurrency.split(",")]
     runs: dict[str, dict[int, list[float]]] = {v: {c: [] for c in levels} for v in args.variant}
+    batches: dict[str, dict[int, list[float]]] = {v: {c: [] for c in levels} for v in args.variant}
     for round_ in range(args.rounds):
         for variant in args.variant if round_ % 2 == 0 else args.variant[::-1]:
             print(f"== round {round_ + 1}/{args.rounds}: {variant}", file=sys.stderr, flush=True)
-            with inference_server(base, model, variant.split()) as (target, _):
-                command = ["-m", "bench.inference.loadgen", "--target", target, "--model", model]
-                command += ["--images", str(images), "--seconds", str(args.seconds), "--warmup", "0.5"]
-                command += ["--concurrency", args.concurrency]
-                for result in json_lines(command, timeout=3600):
-                    runs[variant][result["concurrency"]].append(result["throughput"])
+            with inference_server(base, model, variant.split()) as (target, metrics):
+                for c in levels:
+                    result = _run_load(target, metrics, model, images, args.seconds, ["--concurrency", str(c)])
+                    runs[variant][c].append(result["throughput"])
+                    batches[variant][c].append(result["server"]["mean_batch_size"])
     header = "| clients | " + " | ".join(f"`{v}`" for v in args.variant) + " |"
     lines = [header, "|---:|" + "---:|" * len(args.variant)]
     for c in levels:
-        lines.append(f"| {c} | " + " | ".join(f"{max(runs[v][c]):.0f}" for v in args.variant) + " |")
+        cells = []
+        for v in args.variant:
+            best = max(range(len(runs[v][c])), key=runs[v][c].__getitem__)
+            cells.append(f"{runs[v][c][best]:.0f} ({batches[v][c][best]:.1f})")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if args.output is not None:
-        report: dict[str, Any] = {"model": model, "seconds": args.seconds, "rounds": args.rounds, "runs": runs}
+        report: dict[str, Any] = {
+            "model": model,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "runs": runs,
+            "mean_batch_size": batches,
+        }
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -72,7 +72,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     def decode_batch(n: int) -> np.ndarray:
         nonlocal cursor
-        out = np.empty((n, height, width, 3), np.float32)
+        out = np.empty((n, height, width, 3), np.uint8)  # as the service decodes
         chosen = [images[(cursor + i) % len(images)] for i in range(n)]
         cursor += n
         futures = [

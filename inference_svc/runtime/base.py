@@ -2,8 +2,9 @@
 
 Rules every runtime follows:
 
-* ``predict`` takes float32 ``[N, H, W, 3]`` RGB pixels in 0..255, already resized to the model's
-  size (the ``predict_images`` signature of :mod:`tfic.modeldir`), and returns float32 ``[N, C]``
+* ``predict`` takes float32 or uint8 ``[N, H, W, 3]`` RGB pixels in 0..255, already resized to the
+  model's size (the ``predict_images`` signature of :mod:`tfic.modeldir`; uint8 is what decoding
+  gives, cast to float32 by the runtime, exactly), and returns float32 ``[N, C]``
   probabilities in label-index order, one row per input row.
 * ``predict`` is **blocking** and is called from the batcher's worker threads, never from the event
   loop; up to ``num_batch_threads`` calls may run at once, so it must be thread-safe.
@@ -28,7 +29,7 @@ from tfic.modeldir import ModelMetadata
 class Runtime(abc.ABC):
     @abc.abstractmethod
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """float32 [N, H, W, 3] → float32 [N, C]; blocking, thread-safe."""
+        """float32 or uint8 [N, H, W, 3] → float32 [N, C]; blocking, thread-safe."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model; called once after the last ``predict``."""

@@ -109,10 +109,20 @@ class TensorFlowRuntime(Runtime):
         self._fn: Callable[[Any], Any] = _probabilities_function(
             tf, self._loaded, signatures[modeldir.SIGNATURE_IMAGES], spec, options.xla, path
         )
+        # uint8 pixels (what decoding gives) are cast to float32 inside the graph: a quarter of the bytes on
+        # every copy before it (decode buffer, batch, tensor; a GPU's host-to-device transfer), and the cast
+        # is exact, so the probabilities are those of the float32 signature.
+        float_fn = self._fn
+        self._fn_uint8: Callable[[Any], Any] = tf.function(
+            lambda images: float_fn(tf.cast(images, tf.float32)), input_signature=[tf.TensorSpec(spec.shape, tf.uint8)]
+        ).get_concrete_function()
         self._num_classes = len(metadata.columns)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        probabilities = self._fn(self._tf.constant(images, dtype=self._tf.float32)).numpy()
+        if images.dtype == np.uint8:
+            probabilities = self._fn_uint8(self._tf.constant(images)).numpy()
+        else:
+            probabilities = self._fn(self._tf.constant(images, dtype=self._tf.float32)).numpy()
         if probabilities.ndim != 2 or probabilities.shape[1] != self._num_classes:
             raise IncompatibleModel(
                 f"model returned probabilities of shape {probabilities.shape}; expected [N, {self._num_classes}]"
@@ -120,7 +130,7 @@ class TensorFlowRuntime(Runtime):
         return np.asarray(probabilities, dtype=np.float32)
 
     def close(self) -> None:
-        self._fn = _closed
+        self._fn = self._fn_uint8 = _closed
         self._loaded = None
 
 

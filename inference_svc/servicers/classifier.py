@@ -27,8 +27,14 @@ def ref_from_pb(spec: common_pb2.ModelSpec) -> ModelRef:
     return ModelRef(spec.name, spec.version if spec.HasField("version") else None, spec.version_label)
 
 
-def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.ClassifyResponse:
-    results = _binary_results(prediction) if prediction.output == "binary" else _ranked_results(prediction, k)
+def classify_response_to_pb(
+    prediction: Prediction, k: int, omit_labels: bool = False
+) -> classifier_pb2.ClassifyResponse:
+    """``omit_labels``: no label strings (and with k = 0 no label indices); the caller has them per version."""
+    if prediction.output == "binary":
+        results = _binary_results(prediction, omit_labels)
+    else:
+        results = _ranked_results(prediction, k, omit_labels)
     return classifier_pb2.ClassifyResponse(
         model_name=prediction.model,
         model_version=prediction.version,
@@ -38,7 +44,7 @@ def classify_response_to_pb(prediction: Prediction, k: int) -> classifier_pb2.Cl
     )
 
 
-def _ranked_results(prediction: Prediction, k: int) -> list[classifier_pb2.Classification]:
+def _ranked_results(prediction: Prediction, k: int, omit_labels: bool) -> list[classifier_pb2.Classification]:
     labels = prediction.labels
     multi_label = prediction.output == "multi_label"
     rows = prediction.probabilities.tolist() if multi_label else []
@@ -46,13 +52,18 @@ def _ranked_results(prediction: Prediction, k: int) -> list[classifier_pb2.Class
     for row, (indices, probabilities) in enumerate(top_k(prediction.probabilities, k)):
         # The first of equal maxima, as argmax; with top_k the list is already ranked.
         predicted = indices[0] if k else max(range(len(probabilities)), key=probabilities.__getitem__)
-        result = classifier_pb2.Classification(
-            probabilities=probabilities,
-            labels=[labels[i] for i in indices],
-            label_indices=indices,
-            predicted_label=labels[predicted],
-            predicted_index=predicted,
-        )
+        if omit_labels:
+            result = classifier_pb2.Classification(
+                probabilities=probabilities, label_indices=indices if k else (), predicted_index=predicted
+            )
+        else:
+            result = classifier_pb2.Classification(
+                probabilities=probabilities,
+                labels=[labels[i] for i in indices],
+                label_indices=indices,
+                predicted_label=labels[predicted],
+                predicted_index=predicted,
+            )
         if multi_label:  # over every label, whatever top_k shows
             result.predicted_labels.extend(_over_threshold(rows[row], labels, prediction.threshold))
         results.append(result)
@@ -64,12 +75,15 @@ def _over_threshold(values: list[float], labels: tuple[str, ...], threshold: flo
     return [labels[i] for i in order if values[i] >= threshold]
 
 
-def _binary_results(prediction: Prediction) -> list[classifier_pb2.Classification]:
+def _binary_results(prediction: Prediction, omit_labels: bool) -> list[classifier_pb2.Classification]:
     """SageMaker's binary shape: the one probability, of the positive label; the threshold picks the label."""
     negative, positive = prediction.model_labels
     results = []
     for (p,) in prediction.probabilities.tolist():
         index = 1 if p >= prediction.threshold else 0
+        if omit_labels:
+            results.append(classifier_pb2.Classification(probabilities=[p], label_indices=[1], predicted_index=index))
+            continue
         results.append(
             classifier_pb2.Classification(
                 probabilities=[p],
@@ -114,7 +128,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
         deadline = deadline_of(context)
         with self._metrics.track(self._predictor.metric_label(ref.name), "Classify", deadline):
             prediction = await self._predictor.classify(ref, list(request.images), deadline)
-            return classify_response_to_pb(prediction, request.top_k)
+            return classify_response_to_pb(prediction, request.top_k, request.omit_labels)
 
     async def ListModels(  # noqa: N802 - gRPC method names
         self, request: classifier_pb2.ListModelsRequest, context: aio.ServicerContext[Any, Any]

@@ -7,13 +7,15 @@ in exactly the documented bytes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 
-from tests.gateway.servers import LABELS, MODEL, SECOND_MODEL, RunningInference
+from gateway.settings import GatewaySettings
+from tests.gateway.servers import LABELS, MODEL, SECOND_MODEL, RunningInference, run_gateway
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 CONTENT_TYPES = ("application/x-image", "image/jpeg", "image/png")
@@ -197,3 +199,30 @@ def test_chunked_body(client: httpx.Client, images: dict[str, bytes]) -> None:
     assert response.status_code == 200
     plain = client.post("/invocations", content=image, headers={"Content-Type": "image/png"})
     assert response.content == plain.content
+
+
+def _upstream_calls(client: httpx.Client, method: str) -> float:
+    text = client.get("/metrics").text
+    pattern = rf'^tfic_gateway_upstream_duration_seconds_count{{[^}}]*method="{method}"[^}}]*}} (\S+)$'
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_labels_are_fetched_once_per_model_and_bodies_stay_byte_identical(
+    inference: RunningInference, images: dict[str, bytes]
+) -> None:
+    # The gateway asks Classify for no label strings and fills them in from one GetModel per model (every
+    # version's labels at once); the bodies are exactly those built from a labelled direct answer.
+    with run_gateway(GatewaySettings(inference=inference.target, default_model=MODEL)) as fresh, fresh.client() as c:
+        for version in (1, 2, 1, 2):
+            for accept in ("application/json", "application/json;verbose"):
+                response = c.post(
+                    f"/models/{MODEL}/versions/{version}/invocations",
+                    content=images["png"],
+                    headers={"content-type": "image/png", "accept": accept},
+                )
+                assert response.status_code == 200, response.text
+                expected = expected_bodies(direct(inference, images["png"], version=version).results[0])
+                assert response.content == expected[accept]
+        assert _upstream_calls(c, "Classify") == 8
+        assert _upstream_calls(c, "GetModel") == 1

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inference_svc.batcher import Batcher
+from inference_svc.costmodel import CostCurve
 from inference_svc.metrics import Metrics
 from inference_svc.runtime.tensorflow import TensorFlowRuntime
 from inference_svc.settings import BatchingSettings
@@ -222,4 +223,83 @@ async def test_with_another_thread_free_a_request_does_not_wait_for_announced_on
     runtime.gate.set()
     await asyncio.gather(first, second)
     assert runtime.calls == [1, 1]
+    await batcher.close()
+
+
+def curve(beside_factor: float) -> CostCurve:
+    """A cost curve in which two batches at once take ``beside_factor`` × one batch's time."""
+    sizes = (1, 2, 3, 4, 6, 8)
+    alone = {b: 0.010 + 0.001 * b for b in sizes}
+    return CostCurve(sizes, alone, {b: beside_factor * t for b, t in alone.items()})
+
+
+async def test_cost_curve_holds_small_batches_that_would_merge_into_a_faster_one(runtime: GatedRuntime) -> None:
+    # Two at once take twice as long as one (a CPU the model already fills): starting the queue beside the
+    # running batch is slower than letting it grow and run as one, so it waits for the running batch's end.
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(2.0))
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1, seed=1)))
+    await wait_until(lambda: batcher.running == 1, what="the first batch to start")
+    queued = [asyncio.ensure_future(batcher.submit(images(1, seed=10 + i))) for i in range(3)]
+    await wait_until(lambda: batcher.queued == 3, what="three queued requests")
+    assert batcher.running == 1 and batcher.stats.held >= 1  # a thread is free, yet nothing started beside
+    runtime.gate.set()
+    results = await asyncio.gather(first, *queued)
+    assert runtime.calls == [1, 3]
+    for i, out in enumerate(results[1:]):
+        np.testing.assert_allclose(out, runtime.inner.predict(images(1, seed=10 + i)), atol=1e-5)
+    await batcher.close()
+
+
+async def test_cost_curve_runs_side_by_side_where_that_is_faster(runtime: GatedRuntime) -> None:
+    # Two at once cost what one does (a model that leaves cores idle): the queue starts beside at once.
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(1.0))
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1, seed=1)))
+    await wait_until(lambda: batcher.running == 1, what="the first batch to start")
+    second = asyncio.ensure_future(batcher.submit(images(1, seed=2)))
+    await wait_until(lambda: batcher.running == 2, what="a second batch beside the first")
+    assert batcher.stats.held == 0
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert runtime.calls == [1, 1]
+    await batcher.close()
+
+
+async def test_a_lone_request_is_never_held_by_the_cost_curve(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=60_000_000)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(10.0))
+    batcher.announce()  # another request on its way does not hold it either: nothing is running
+    out = await asyncio.wait_for(batcher.submit(images(1)), timeout=30)
+    batcher.withdraw()
+    assert out.shape == (1, 3) and runtime.calls == [1] and batcher.stats.held == 0
+    await batcher.close()
+
+
+def test_cost_curve_decisions() -> None:
+    slow_beside, free_beside = curve(2.0), curve(1.0)
+    assert slow_beside.padded(5) == 6 and slow_beside.padded(100) == 8
+    assert not slow_beside.run_beside(2, 8) and free_beside.run_beside(2, 8)
+    assert slow_beside.best_size() == 8
+    assert not CostCurve((1, 2), {1: 0.01, 2: 0.02}, {}).run_beside(1, 2)  # never measured beside: never
+
+
+async def test_one_batch_in_sixteen_probes_beside_to_keep_the_curve_current(runtime: GatedRuntime) -> None:
+    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
+    cost = curve(2.0)
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=cost)
+    for i in range(15):  # one at a time: nothing to hold
+        await batcher.submit(images(1, seed=i))
+    runtime.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(images(1, seed=20)))
+    await wait_until(lambda: batcher.running == 1, what="the 16th batch to start")
+    before = cost.beside[1]
+    second = asyncio.ensure_future(batcher.submit(images(1, seed=21)))
+    await wait_until(lambda: batcher.running == 2, what="a probe beside the 16th batch")
+    assert batcher.stats.probes == 1 and batcher.stats.held == 0
+    runtime.gate.set()
+    await asyncio.gather(first, second)
+    assert cost.beside[1] != before  # the overlapping batches' times were folded into the curve
     await batcher.close()

@@ -176,3 +176,20 @@ async def test_list_and_get_models(channel: aio.Channel) -> None:
             classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL, version=7), images=[b"x"])
         )
     assert info_error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_omit_labels_sends_the_numbers_without_the_strings(channel: aio.Channel, images: list[bytes]) -> None:
+    stub = classifier_pb2_grpc.ClassifierStub(channel)
+    spec = common_pb2.ModelSpec(name=MODEL)
+    for k in (0, 2):
+        full = await stub.Classify(classifier_pb2.ClassifyRequest(model=spec, images=images, top_k=k))
+        bare = await stub.Classify(classifier_pb2.ClassifyRequest(model=spec, images=images, top_k=k, omit_labels=True))
+        assert bare.model_name == full.model_name and bare.model_version == full.model_version
+        assert bare.ByteSize() < full.ByteSize()
+        for b, f in zip(bare.results, full.results, strict=True):
+            assert list(b.probabilities) == list(f.probabilities)
+            assert not b.labels and not b.predicted_label
+            assert b.predicted_index == f.predicted_index
+            # top_k 0: the indices are 0..C-1, so they are left out too; top_k K: the ranking is kept.
+            assert list(b.label_indices) == (list(f.label_indices) if k else [])
+            assert LABELS[b.predicted_index] == f.predicted_label

@@ -140,7 +140,9 @@ def test_flags_and_environment_build_the_settings(tmp_path: Path) -> None:
         "TFIC_INFERENCE_ENABLE_BATCHING": "false",
     }
     batching = tmp_path / "batching.yaml"
-    batching.write_text("batch_timeout_micros: 500\nmodels:\n  big: {max_batch_size: 4, allowed_batch_sizes: [2, 4]}\n")
+    batching.write_text(
+        "batch_timeout_micros: 500\nmodels:\n  big: {max_batch_size: 4, allowed_batch_sizes: [2, 4], adaptive: false}\n"
+    )
     parser = _parser()
     args = parser.parse_args(["--metrics-port", "9999", "--batching-config", str(batching), "--version-policy", "all"])
     settings = with_batching_config(from_args(Settings, args, environ))
@@ -150,6 +152,7 @@ def test_flags_and_environment_build_the_settings(tmp_path: Path) -> None:
     assert settings.batching.batch_timeout_micros == 500
     assert settings.batching_for("big").batch_sizes == (1,)  # batching is off globally
     assert settings.batching_for("big").max_batch_size == 4
+    assert settings.batching.adaptive and not settings.batching_for("big").adaptive  # per-model override
     assert settings.batching_for("other") == settings.batching
     assert str(settings.version_policy) == "all"
     assert "TFIC_INFERENCE_DECODE_WORKERS" in parser.format_help()

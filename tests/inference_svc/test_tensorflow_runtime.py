@@ -55,6 +55,19 @@ def test_runtime_matches_the_signature_at_every_batch_size(model_store: Path, xl
         runtime.close()
 
 
+def test_uint8_pixels_give_exactly_the_float32_answers(model_store: Path) -> None:
+    # Decoded images reach the runtime as uint8 and are cast inside its graph: the same numbers as float32.
+    path = model_store / MODEL / "1"
+    runtime = TensorFlowRuntime(path, read_metadata(path))
+    try:
+        batch = pixels(5, seed=7)
+        as_uint8 = runtime.predict(batch.astype(np.uint8))
+        np.testing.assert_array_equal(as_uint8, runtime.predict(batch))
+        np.testing.assert_allclose(as_uint8, signature_probabilities(path, batch), atol=1e-6)
+    finally:
+        runtime.close()
+
+
 class _SignatureOnly(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type information
     """A SavedModel with tfic's image signature but no tracked Keras model (as other exporters write)."""
 
