@@ -223,6 +223,25 @@ class PhaseRunner:
         self.sink({"type": "report", "split": "validation", **report})
         return {f"validation:{k}": float(report[k]) for k in SUMMARY_KEYS}
 
+    def confusion_matrix(self) -> dict[str, Any] | None:
+        """The weights in place on the validation data (rows: true, columns: predicted); None for multi-label.
+
+        Every worker predicts (as :meth:`finish` evaluates), so a multi-worker run stays in step.
+        """
+        if self.hp.output == "multi_label":
+            return None
+        c = self.num_classes
+        counts = np.zeros((c, c), dtype=np.int64)
+        for images, targets in self.validation_pixels():
+            p = np.asarray(self.model.predict_on_batch(images))
+            y = targets.numpy()
+            if self.hp.output == "binary":
+                truth, predicted = y[:, 0].astype(np.int64), (p[:, 0] >= self.hp.prediction_threshold).astype(np.int64)
+            else:
+                truth, predicted = y.argmax(axis=1), p.argmax(axis=1)
+            np.add.at(counts, (truth, predicted), 1)
+        return {"labels": list(self.train.class_names), "counts": counts.tolist()}
+
     def finish(self, initial_epoch: int) -> tuple[dict[str, float], dict[str, Any]]:
         """Put the published epoch's weights in place; its validation metrics and the run's training record."""
         history = self.epoch_events.history
