@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from gateway import openapi
 from gateway.client import GrpcInference, tls_credentials
+from gateway.console import Console
 from gateway.core import Gateway
 from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
 from gateway.inputs import REQUEST_ID_KEY
@@ -66,11 +67,16 @@ def create_app(
     endpoints = Endpoints(gateway, metrics, document)
     hot = endpoints.invocation_routes()
     routes = [*hot, *endpoints.operational_routes(), *TfServingEndpoints(gateway).routes()]
+    console = Console(settings) if settings.console else None
+    if console is not None:
+        routes += console.routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         inference = inference_factory(settings, metrics)
         gateway.attach(inference)
+        if console is not None:
+            console.attach()
         log.info("gateway started; inference service at %s", settings.inference)
         try:
             yield
@@ -78,6 +84,8 @@ def create_app(
             gateway.draining = True
             await gateway.detach()
             await inference.close()
+            if console is not None:
+                await console.close()
             log.info("gateway stopped")
 
     async def http_exception(request: Request, exc: Exception) -> Response:

@@ -71,7 +71,8 @@ class TensorBoardLog:
         """A training event sink: ``epoch`` events (and ``base``, the starting point of incremental training)."""
         kind = event.get("type")
         if kind == "epoch":
-            rates = {name: float(event[name]) for name in ("learning_rate", "backbone_learning_rate") if name in event}
+            names: tuple[str, ...] = ("learning_rate", "backbone_learning_rate")
+            rates = {name: float(event[name]) for name in names if name in event}
             self.epoch(int(event["epoch"]), dict(event.get("metrics") or {}), rates)
         elif kind == "base":
             self.epoch(0, dict(event.get("metrics") or {}), {})
