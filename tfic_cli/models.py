@@ -90,6 +90,7 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
         help="TensorBoard event files, kept after the run (default: the work directory's path + .tensorboard, "
         "BASE/.work/NAME.tensorboard)",
     )
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto", help="distribution strategy")
     p.add_argument("--metrics-log", type=Path, help="append one JSON object per event/epoch to this file")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
@@ -168,6 +169,7 @@ def _train(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         base_model_weights=args.base_model_weights,
         work_dir=args.work_dir,
+        tensorboard=not args.no_tensorboard,
         tensorboard_dir=args.tensorboard_dir,
         resume=args.resume,
         strategy=args.strategy,
@@ -185,6 +187,7 @@ def _train(args: argparse.Namespace) -> int:
             metrics_log.close()
     if result.path is not None and not args.json:
         print(f"wrote {args.model_name} version {result.version} to {result.path}")
+    if result.path is not None and not args.json and request.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {tensorboard_dir_for(request)}", file=sys.stderr)
     return 0
 

@@ -73,11 +73,11 @@ async function route() {
   const current = known.includes(page) ? page : "try";
   for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== "page-" + current;
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.dataset.page === current);
-  if (current !== "jobs") stopJobs();
+  stopJobs();
   showError("");
   try {
     if (current === "try") await loadTry();
-    else if (current === "models") await loadModels();
+    else if (current === "models") { await loadModels(); every(loadModels); }
     else if (current === "jobs") await loadJobs();
     else if (current === "api") { const frame = $("api-frame"); if (!frame.src) frame.src = frame.dataset.src; }
   } catch (e) {
@@ -195,7 +195,13 @@ function stopJobs() {
 
 async function loadJobs() {
   await refreshJobs();
-  if (!state.jobTimer) state.jobTimer = setInterval(() => refreshJobs().catch((e) => showError(e.message)), 2000);
+  every(refreshJobs);
+}
+
+// The Models and Jobs pages follow changes (a version loading, a job's state) by reloading every 2 s.
+function every(load) {
+  if (state.jobTimer) clearInterval(state.jobTimer);
+  state.jobTimer = setInterval(() => load().catch((e) => showError(e.message)), 2000);
 }
 
 async function refreshJobs() {
@@ -290,6 +296,7 @@ function onEvent(event) {
     $("job-state").className = "state state-" + name.toLowerCase();
     text = "state " + name + (event.failure_reason ? ": " + event.failure_reason : "");
     if (TERMINAL.includes(name)) $("job-stop").hidden = true;
+    refreshJobs().catch((e) => showError(e.message));
   } else if (event.model) {
     showReport(event.model);
     text = "published " + event.model.model_name + " version " + event.model.version;
@@ -356,7 +363,15 @@ function drawChart(canvas, lines) {
     ctx.stroke();
     ctx.setLineDash([]);
     data.forEach((p) => ctx.fillRect(x(p[0]) - 2, y(p[1]) - 2, 4, 4));
-    ctx.fillText(label, W - R - 80, T + 14 + 14 * i);
+    // The legend sits under the plot, between the axis labels, where no line can cross it.
+    const lx = L + 70 + 110 * i;
+    ctx.setLineDash(dash);
+    ctx.beginPath();
+    ctx.moveTo(lx, H - 14);
+    ctx.lineTo(lx + 22, H - 14);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillText(label, lx + 28, H - 10);
   });
 }
 

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.settings import GatewaySettings
 from tests.gateway.console_stack import TOKEN, ConsoleStack, chromium, console_stack
+from tests.gateway.servers import run_gateway
 from tfic.v1 import trainer_pb2 as pb
 
 EPOCHS = 6
@@ -184,3 +186,12 @@ def test_without_the_token_the_pages_load_but_the_api_refuses(stack: ConsoleStac
     with api(stack) as client:
         assert client.get("/console/api/jobs/no-such-job").status_code == 404
         assert client.get("/console/api/jobs/no-such-job/events").status_code == 404
+
+
+def test_no_console_serves_no_pages(refused_port: int) -> None:
+    """--no-console: / and /console/ are the API's 404s again."""
+    settings = GatewaySettings(inference=f"127.0.0.1:{refused_port}", console=False)
+    with run_gateway(settings) as gateway, gateway.client() as client:
+        for path in ("/", "/console/", "/console/static/console.js", "/console/config.json"):
+            response = client.get(path)
+            assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND", path

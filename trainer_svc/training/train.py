@@ -66,6 +66,7 @@ class TrainRequest:
     should_stop: Callable[[], bool] | None = None
     keep_work_dir: bool = False
     # TensorBoard event files (trainer_svc.training.tensorboard); default <work dir>.tensorboard. Kept after the run.
+    tensorboard: bool = True
     tensorboard_dir: Path | None = None
     tensorboard_every_steps: int = tb.DEFAULT_EVERY_STEPS
 
@@ -347,7 +348,7 @@ def _open_board(
     request: TrainRequest, hp: Hyperparameters, initial_epoch: int, chief: bool, trial: str
 ) -> tb.TensorBoardLog | None:
     """The chief's TensorBoard writers; a fresh run starts with an empty log dir, a resumed one appends."""
-    if not chief:
+    if not chief or not request.tensorboard:
         return None
     log_dir = tensorboard_dir_for(request)
     if initial_epoch == 0:
