@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.conftest import TINY_HP
+from tests.trainer_svc.training.transfer_runs import Trained
 from trainer_svc.training import hyperparameters
 from trainer_svc.training import tensorboard as tb
 from trainer_svc.training.train import Channel, TrainRequest, run, tensorboard_dir_for
@@ -115,3 +116,13 @@ def test_a_new_run_replaces_the_previous_runs_curves(tmp_path: Path, few_digits:
     run(request)
     steps = [step for step, _ in _scalars(_accumulate(tmp_path / "board" / tb.TRAIN), "epoch_loss")]
     assert steps == [1]  # the second run replaced the first's curves instead of drawing over them
+
+
+def test_the_confusion_matrix_of_a_frozen_run_is_its_published_accuracy(frozen_run: Trained) -> None:
+    """Head-only epochs on cached features: the matrix comes from the head on those features, not a whole-model
+    predict; it must still count what the published model's evaluation measured."""
+    model_event = next(e for e in frozen_run.events if e["type"] == "model")
+    counts = np.asarray(model_event["confusion_matrix"]["counts"])
+    data = next(e for e in frozen_run.events if e["type"] == "data")
+    assert counts.shape == (10, 10) and counts.sum() == data["validation_images"]
+    assert np.trace(counts) / counts.sum() == pytest.approx(model_event["metrics"]["validation:accuracy"], abs=1e-6)
