@@ -11,7 +11,8 @@ Reported per run (medians): the wall time of the whole ``run()`` (TensorBoard's 
 writers, the augmented sample grid, the confusion matrix PNG, the HParams record) and the mean epoch time from
 the ``epoch`` events (its per-epoch costs: the scalars, the flushes, the loss every 50 steps).
 
-    .venv/bin/python -m bench.tensorboard_overhead [--rounds 3] [--out bench/results/tensorboard_overhead.json]
+    .venv/bin/python -m bench.tensorboard_overhead [--rounds 3] [--runs small_cnn frozen]
+        [--out bench/results/tensorboard_overhead.json]
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def one_run(data: Path, base: Path, spec: dict[str, Any], tensorboard: bool) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS), help="which runs")
     parser.add_argument("--out", type=Path, default=Path("bench/results/tensorboard_overhead.json"))
     args = parser.parse_args(argv)
     from tfic_demo.digits import write_digits
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"rounds": args.rounds, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="tfic-tb-bench-") as tmp:
         work = Path(tmp)
-        for name, spec in RUNS.items():
+        for name in args.runs:
+            spec = RUNS[name]
             data = write_digits(work / f"data-{name}", per_class=spec["per_class"])
             one_run(data, work / "warm", spec, True)  # graph tracing, weight conversion caches: not measured
             samples: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
