@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install protos deploy-check bench bench-peers-venv bench-peers clean format
+.PHONY: demo test lint install protos deploy-check bench bench-peers-venv bench-peers clean format browser
 
 # New packages must re-run the editable install, so the stamp depends on them too. dev pulls every extra
 # (each service's, client, demo, bench), torch-reference the torch the EfficientNet-Lite0 check compares with.
@@ -43,7 +43,11 @@ deploy-check: $(STAMP)
 	@command -v kubectl >/dev/null || { echo "deploy-check needs kubectl (kubectl kustomize)"; exit 1; }
 	$(PY) -m pytest -q tests/deploy $(PYTEST_ARGS)
 
-test: $(STAMP) lint
+## Debian's chromium and chromedriver for the console's browser tests (installed once, as root; else it says how).
+browser:
+	sh scripts/ensure_browser.sh
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Every benchmark, one after another (about 25 minutes on 2 cores); results in bench/*/results.

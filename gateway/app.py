@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from gateway import openapi
 from gateway.client import GrpcInference, tls_credentials
+from gateway.console import Console
 from gateway.core import Gateway
 from gateway.errors import MethodNotAllowed, RouteNotFound, error_response
 from gateway.inputs import REQUEST_ID_KEY
@@ -66,6 +67,9 @@ def create_app(
     endpoints = Endpoints(gateway, metrics, document)
     hot = endpoints.invocation_routes()
     routes = [*hot, *endpoints.operational_routes(), *TfServingEndpoints(gateway).routes()]
+    console = Console(settings) if settings.console else None
+    if console is not None:
+        routes += console.routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,6 +78,8 @@ def create_app(
             log.info("metrics on http://%s:%d/metrics", settings.host, app.state.metrics_port)
         inference = inference_factory(settings, metrics)
         gateway.attach(inference)
+        if console is not None:
+            console.attach()
         log.info("gateway started; inference service at %s", settings.inference)
         try:
             yield
@@ -82,6 +88,8 @@ def create_app(
             await gateway.detach()
             await inference.close()
             metrics.close()
+            if console is not None:
+                await console.close()
             log.info("gateway stopped")
 
     async def http_exception(request: Request, exc: Exception) -> Response:

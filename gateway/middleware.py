@@ -5,7 +5,8 @@ Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) so it adds microseconds, not 
 * ``X-Request-Id``: taken from the request when it is 1–128 visible ASCII characters, generated
   otherwise; echoed on the response, put on log records and forwarded to the inference service.
 * Auth (when a token is configured): ``Authorization: Bearer <token>`` on every path but the health
-  checks, ``/metrics`` and ``/openapi.json``; compared in constant time; 401 otherwise.
+  checks, ``/metrics``, ``/openapi.json`` and the console's pages (:func:`gateway.console.is_public`);
+  compared in constant time; 401 otherwise.
 * Errors: any exception raised before the response started becomes the JSON error response of
   :func:`gateway.errors.error_response` (the one handler).
 * Metrics by route template and status code; one access-log line per request at INFO.
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import console
 from gateway.errors import error_response
 from gateway.inputs import REQUEST_ID_KEY, START_KEY
 from gateway.metrics import UNMATCHED, GatewayMetrics
@@ -107,7 +109,7 @@ class GatewayMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            if self.token is not None and scope["path"] not in PUBLIC_PATHS:
+            if self.token is not None and scope["path"] not in PUBLIC_PATHS and not console.is_public(scope["path"]):
                 self._check_auth(authorization)
             await self.app(scope, receive, send_with_id)
         except Exception as exc:

@@ -122,6 +122,17 @@ class GatewaySettings:
     coalesce_max_in_flight: int = setting(
         4, "requests are sent alone while fewer calls than this are outstanding for their model", minimum=1
     )
+    console: bool = setting(
+        True,
+        "serve the web console at /console/ (GET / redirects there): try a model, the models, the Trainer's jobs, "
+        "the API docs; its pages are public, the calls they make need --auth-token's token",
+    )
+    trainer: str = setting(
+        "", "gRPC target of the Trainer service, HOST:PORT, for the console's Jobs page (empty: no Jobs page)"
+    )
+    trainer_auth_token: str | None = setting(
+        None, "bearer token the gateway presents to the Trainer (its --auth-token; prefer the variable)"
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -130,6 +141,8 @@ class GatewaySettings:
         if self.auth_token is not None and not self.auth_token.strip():
             raise InvalidArgument("--auth-token must not be blank (leave it unset to disable auth)")
         parse_format(self.default_accept)  # raises InvalidArgument for an unsupported type
+        if self.trainer_auth_token is not None and not self.trainer_auth_token.strip():
+            raise InvalidArgument("--trainer-auth-token must not be blank (leave it unset to send none)")
         if self.inference_auth_token is not None and not self.inference_auth_token.strip():
             raise InvalidArgument("--inference-auth-token must not be blank (leave it unset to send none)")
         _pair("--inference-cert", self.inference_cert, "--inference-key", self.inference_key)

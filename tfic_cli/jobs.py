@@ -325,6 +325,8 @@ def _print_job(job: pb.TrainingJob, as_json: bool) -> None:
         f"attempt:  {job.attempt}",
         f"created:  {_created(job)}",
     ]
+    if job.tensorboard_dir:
+        lines.append(f"tensorboard: {job.tensorboard_dir}  (tensorboard --logdir {job.tensorboard_dir})")
     if job.HasField("last_metrics"):
         m = job.last_metrics
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(m.values.items()))

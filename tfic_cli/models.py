@@ -84,6 +84,13 @@ def configure_train(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> N
     p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters (SageMaker's format)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--work-dir", type=Path, help="checkpoint directory (default: BASE/.work/NAME)")
+    p.add_argument(
+        "--tensorboard-dir",
+        type=Path,
+        help="TensorBoard event files, kept after the run (default: the work directory's path + .tensorboard, "
+        "BASE/.work/NAME.tensorboard)",
+    )
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto", help="distribution strategy")
     p.add_argument("--metrics-log", type=Path, help="append one JSON object per event/epoch to this file")
     p.add_argument("--json", action="store_true", help="print the events as JSON lines on stdout")
@@ -145,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainer_svc.training import hyperparameters
     from trainer_svc.training.events import JsonLinesSink, fan_out, null_sink
     from trainer_svc.training.rendezvous import StartupInterrupted, WorkerStartup
-    from trainer_svc.training.train import Channel, TrainRequest, run
+    from trainer_svc.training.train import Channel, TrainRequest, run, tensorboard_dir_for
 
     startup = from_args(WorkerStartup, args)
     hp = hyperparameters.parse(hyperparameter_values(args))
@@ -169,6 +176,8 @@ def _train(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         base_model_weights=args.base_model_weights,
         work_dir=args.work_dir,
+        tensorboard=not args.no_tensorboard,
+        tensorboard_dir=args.tensorboard_dir,
         resume=args.resume,
         strategy=args.strategy,
         progress=not args.no_progress and sys.stderr.isatty(),
@@ -190,6 +199,8 @@ def _train(args: argparse.Namespace) -> int:
             metrics_log.close()
     if result.path is not None and not args.json:
         print(f"wrote {args.model_name} version {result.version} to {result.path}")
+    if result.path is not None and not args.json and request.tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {tensorboard_dir_for(request)}", file=sys.stderr)
     return 0
 
 

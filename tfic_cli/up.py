@@ -152,8 +152,8 @@ def run(settings: UpSettings) -> int:
         Service("inference", ["--host", "127.0.0.1", "--port", str(ports["inference"]), "--metrics-port", "0",
                               "--model-base-path", str(models), "--poll-interval-seconds", "1"],
                 logs / "inference.log"),
-        Service("gateway", ["--host", "127.0.0.1", "--port", str(ports["gateway"]), "--inference", inference_addr],
-                logs / "gateway.log"),
+        Service("gateway", ["--host", "127.0.0.1", "--port", str(ports["gateway"]), "--inference", inference_addr,
+                            "--trainer", trainer_addr], logs / "gateway.log"),
     ]  # fmt: skip
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -170,6 +170,7 @@ def run(settings: UpSettings) -> int:
         print(f"inference  gRPC {inference_addr}      (tfic predict --server {inference_addr} ...)")
         print(f"gateway    HTTP {gateway_url}  (curl --data-binary @img.png -H 'Content-Type: application/x-image' "
               f"{gateway_url}/models/NAME/invocations)")  # fmt: skip
+        print(f"console    {gateway_url}/console/  (try a model, the models, the jobs, the API docs)")
         print(f"models in {models}, logs in {logs}")
         print(f"training data: local paths under {', '.join(map(str, roots))} (more with --data-root DIR), or s3://",
               flush=True)  # fmt: skip

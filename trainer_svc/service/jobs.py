@@ -21,6 +21,9 @@ from typing import Any
 
 from trainer_svc.training import events
 
+# A job's TensorBoard event files: <jobs dir>/<job id>/tensorboard, beside its work directory ("work").
+TENSORBOARD_DIR = "tensorboard"
+
 
 class JobState(StrEnum):
     PENDING = "Pending"
@@ -154,14 +157,20 @@ class ModelOutput:
     version: int
     path: str
     metrics: dict[str, float] = field(default_factory=dict)
+    # {"labels": [...], "counts": [[...], ...]} (rows: true, columns: predicted); None for multi-label models.
+    confusion_matrix: dict[str, Any] | None = None
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> ModelOutput:
         metrics = {str(k): float(v) for k, v in (data.get("metrics") or {}).items()}
-        return cls(str(data["model_name"]), int(data["version"]), str(data["path"]), metrics)
+        confusion = data.get("confusion_matrix")
+        return cls(str(data["model_name"]), int(data["version"]), str(data["path"]), metrics, confusion)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "version": self.version, "path": self.path, "metrics": self.metrics}
+        out = {"model_name": self.model_name, "version": self.version, "path": self.path, "metrics": self.metrics}
+        if self.confusion_matrix is not None:
+            out["confusion_matrix"] = self.confusion_matrix
+        return out
 
 
 @dataclass(frozen=True)

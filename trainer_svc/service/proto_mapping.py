@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -143,12 +144,17 @@ def metrics_to_pb(metrics: EpochMetrics) -> pb.EpochMetrics:
 
 
 def output_to_pb(output: ModelOutput) -> pb.ModelOutput:
-    return pb.ModelOutput(
+    message = pb.ModelOutput(
         model_name=output.model_name, version=output.version, path=output.path, metrics=output.metrics
     )
+    if output.confusion_matrix is not None:
+        labels = [str(label) for label in output.confusion_matrix["labels"]]
+        counts = [int(v) for row in output.confusion_matrix["counts"] for v in row]
+        message.confusion_matrix.CopyFrom(pb.ConfusionMatrix(labels=labels, counts=counts))
+    return message
 
 
-def job_to_pb(job: Job) -> pb.TrainingJob:
+def job_to_pb(job: Job, tensorboard_dir: Path | None = None) -> pb.TrainingJob:
     message = pb.TrainingJob(
         job_id=job.job_id,
         name=job.name,
@@ -159,6 +165,7 @@ def job_to_pb(job: Job) -> pb.TrainingJob:
         start_time=_timestamp(job.start_time),
         end_time=_timestamp(job.end_time),
         attempt=job.attempt,
+        tensorboard_dir=str(tensorboard_dir) if tensorboard_dir is not None else "",
     )
     if job.last_metrics is not None:
         message.last_metrics.CopyFrom(metrics_to_pb(job.last_metrics))

@@ -11,6 +11,7 @@ from tfic import grpc_security as security
 from tfic.errors import InvalidArgument
 from tfic.settings import check, setting
 from trainer_svc.service.datapaths import DataRoots
+from trainer_svc.service.jobs import TENSORBOARD_DIR
 from trainer_svc.service.s3 import S3Options
 from trainer_svc.service.validation import DataPolicy
 
@@ -107,6 +108,10 @@ class TrainerSettings:
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    def tensorboard_dir(self, job_id: str) -> Path:
+        """A job's TensorBoard event files: beside its work directory, which its worker is given."""
+        return self.jobs_dir / job_id / TENSORBOARD_DIR
 
     def policy(self) -> DataPolicy:
         return DataPolicy(DataRoots(self.data_roots), self.model_base_path, S3Options(self.s3_endpoint_url))

@@ -35,7 +35,7 @@ from tfic import logs
 from tfic.errors import INTERNAL, Cancelled, FailedPrecondition, TficError, status_for
 from trainer_svc.service import s3
 from trainer_svc.service.datapaths import DataRoots
-from trainer_svc.service.jobs import ERROR, PROMOTED, Channel, Job
+from trainer_svc.service.jobs import ERROR, PROMOTED, TENSORBOARD_DIR, Channel, Job
 from trainer_svc.service.store import NewEvent, SqliteJobStore
 from trainer_svc.service.validation import check_manifest_images, is_model_path
 
@@ -149,6 +149,8 @@ def _train(job: Job, args: argparse.Namespace, stop: threading.Event, sink: _Eve
             hyperparameters=hp,
             base_model=base_model,
             work_dir=args.work_dir,
+            # Beside the work directory (removed when the job ends), so it stays with the job.
+            tensorboard_dir=args.work_dir.parent / TENSORBOARD_DIR,
             resume=args.resume,
             should_stop=stop.is_set,
         ),

@@ -3,9 +3,10 @@ model, per-class precision/recall/F1/average precision and mAP (:mod:`trainer_sv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tensorflow as tf
@@ -131,21 +132,30 @@ def evaluate_model(
 
 
 def save_confusion_png(evaluation: Evaluation, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"accuracy {evaluation.accuracy:.4f} ({evaluation.images} images)"
+    confusion_figure(np.asarray(evaluation.confusion_matrix), evaluation.labels, title, out)
+    return out
+
+
+def confusion_figure(cm: np.ndarray, labels: Sequence[str], title: str, out: Path | BinaryIO) -> None:
+    """Draw a confusion matrix (rows: true, columns: predicted) as a PNG into ``out``: ``tfic evaluate``'s
+    --confusion-png and the TensorBoard image of a training run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = np.asarray(evaluation.confusion_matrix)
-    n = len(evaluation.labels)
+    n = len(labels)
     size = max(4.0, min(0.5 * n + 2, 30.0))
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), evaluation.labels, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), evaluation.labels)
+    ax.set_xticks(range(n), list(labels), rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), list(labels))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"accuracy {evaluation.accuracy:.4f} ({evaluation.images} images)")
+    ax.set_title(title)
     if n <= 30:
         peak = cm.max() if cm.size else 0
         for i in range(n):
@@ -154,11 +164,8 @@ def save_confusion_png(evaluation: Evaluation, path: str | Path) -> Path:
                     j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > peak / 2 else "black"
                 )
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
-    return out
 
 
 def format_report(evaluation: Evaluation | MultiLabelEvaluation) -> str:

@@ -8,7 +8,7 @@ own optimizer(s), created up front so that one checkpoint tracks them all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,43 @@ class PhaseRunner:
         )
         self.sink({"type": "report", "split": "validation", **report})
         return {f"validation:{k}": float(report[k]) for k in SUMMARY_KEYS}
+
+    def confusion_matrix(self) -> dict[str, Any] | None:
+        """The weights in place on the validation data (rows: true, columns: predicted); None for multi-label.
+
+        Every worker predicts (as :meth:`finish` evaluates), so a multi-worker run stays in step.
+        """
+        if self.hp.output == "multi_label":
+            return None
+        c = self.num_classes
+        counts = np.zeros((c, c), dtype=np.int64)
+        for p, y in self._validation_predictions():
+            if self.hp.output == "binary":
+                truth, predicted = y[:, 0].astype(np.int64), (p[:, 0] >= self.hp.prediction_threshold).astype(np.int64)
+            else:
+                truth, predicted = y.argmax(axis=1), p.argmax(axis=1)
+            np.add.at(counts, (truth, predicted), 1)
+        return {"labels": list(self.train.class_names), "counts": counts.tolist()}
+
+    def _validation_predictions(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(probabilities, targets) batches of the validation data under the weights in place.
+
+        When every phase trained the head on cached features, the backbone never changed: its cached features
+        are the published weights' own, and the head alone (called eagerly) gives the same probabilities in
+        milliseconds, where a whole-model predict would first trace the backbone for seconds.
+        """
+        if self._features is not None and all(p.cache_features for p in self.recipe.phases):
+            _, features = self._features
+            head = feature_cache.head_model(self.model)
+            batch = 1024
+            for start in range(0, len(features.labels), batch):
+                values = np.asarray(features.values[start : start + batch], dtype=np.float32)
+                labels = features.labels[start : start + batch]
+                y = np.eye(self.num_classes)[labels] if self.hp.output == "multi_class" else labels
+                yield np.asarray(head(values, training=False)), y
+            return
+        for images, targets in self.validation_pixels():
+            yield np.asarray(self.model.predict_on_batch(images)), targets.numpy()
 
     def finish(self, initial_epoch: int) -> tuple[dict[str, float], dict[str, Any]]:
         """Put the published epoch's weights in place; its validation metrics and the run's training record."""

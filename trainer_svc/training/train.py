@@ -6,6 +6,7 @@ unless the run completes; checkpoints in the work directory let an interrupted r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,14 +26,15 @@ from tfic.modeldir import ModelMetadata, read_metadata, validate_model_name
 from trainer_svc.data.loader import load_source, scan, stratified_split
 from trainer_svc.data.source import DataSource
 from trainer_svc.training import callbacks as cb
-from trainer_svc.training.events import EventSink, null_sink
+from trainer_svc.training import tensorboard as tb
+from trainer_svc.training.events import EventSink, fan_out, null_sink
 from trainer_svc.training.export import export_version, restore_into, save_serving_model
 from trainer_svc.training.hyperparameters import Hyperparameters
 from trainer_svc.training.model import build_classifier, features_of
 from trainer_svc.training.phases import PhaseRunner, make_optimizers, tracked_optimizers
-from trainer_svc.training.pipeline import InputSpec
+from trainer_svc.training.pipeline import InputSpec, make_dataset
 from trainer_svc.training.planning import ModelPlan, plan
-from trainer_svc.training.recipe import resolve
+from trainer_svc.training.recipe import Recipe, resolve
 from trainer_svc.training.rendezvous import WorkerStartup
 from trainer_svc.training.strategy import is_chief, make_strategy
 
@@ -65,6 +67,10 @@ class TrainRequest:
     should_stop: Callable[[], bool] | None = None
     keep_work_dir: bool = False
     worker_startup: WorkerStartup = field(default_factory=WorkerStartup)  # multi-worker runs: waiting for peers
+    # TensorBoard event files (trainer_svc.training.tensorboard); default <work dir>.tensorboard. Kept after the run.
+    tensorboard: bool = True
+    tensorboard_dir: Path | None = None
+    tensorboard_every_steps: int = tb.DEFAULT_EVERY_STEPS
 
 
 @dataclass
@@ -80,6 +86,10 @@ class TrainResult:
 
 def work_dir_for(request: TrainRequest) -> Path:
     return request.work_dir or (request.model_base_path / ".work" / request.model_name)
+
+
+def tensorboard_dir_for(request: TrainRequest) -> Path:
+    return request.tensorboard_dir or tb.log_dir_for_work_dir(work_dir_for(request))
 
 
 def load_data(request: TrainRequest, sink: EventSink, hp: Hyperparameters) -> tuple[DataSource, DataSource]:
@@ -202,12 +212,13 @@ def run(request: TrainRequest, sink: EventSink = null_sink) -> TrainResult:
             "mixed_float16" if hp.precision_dtype == "float16" else "mixed_bfloat16"
         )
     try:
-        return _run(request, hp, sink)
+        with contextlib.ExitStack() as stack:
+            return _run(request, hp, sink, stack)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainResult:
+def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink, stack: contextlib.ExitStack[Any]) -> TrainResult:
     # Multi-worker collectives must be set up before anything else touches the TF runtime.
     strategy = make_strategy(request.strategy, request.worker_startup)
     keras.utils.set_random_seed(hp.seed)
@@ -242,6 +253,15 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
 
     total = recipe.total_epochs
     shared: list[keras.callbacks.Callback] = []
+    board = _open_board(request, hp, initial_epoch, chief, work.name)
+    run_sink = sink
+    if board is not None:
+        stack.callback(board.close)
+        run_sink = fan_out(sink, board.event)
+        board.hyperparameters(hp.to_dict(), trial_id=work.name)
+        board.images(_sample_images(train, spec, hp, recipe))
+        if board.every_steps > 0:
+            shared.append(tb.TensorBoardSteps(board, steps_per_epoch))
     if hp.checkpoint_frequency > 0:
         shared.append(cb.EpochCheckpoint(manager, epoch_var, hp.checkpoint_frequency, sink))
     stopper = cb.StopWhen(request.should_stop) if request.should_stop else None
@@ -262,9 +282,9 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         train=train,
         validation=validation,
         spec=spec,
-        sink=sink,
+        sink=run_sink,
         optimizers=optimizers,
-        epoch_events=cb.EpochEvents(sink, total, len(train.samples)),
+        epoch_events=cb.EpochEvents(run_sink, total, len(train.samples)),
         best=best,
         shared_callbacks=shared,
         spill_dir=work / "features" if chief else None,
@@ -278,6 +298,15 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
         raise Cancelled("training was stopped before it finished; no model version was published")
 
     metrics, training = runner.finish(initial_epoch)
+    confusion = runner.confusion_matrix()
+    if board is not None and confusion is not None:
+        accuracy = metrics.get("validation:accuracy", float("nan"))
+        board.confusion_matrix(
+            np.asarray(confusion["counts"]),
+            confusion["labels"],
+            f"validation accuracy {accuracy:.4f} ({len(validation.samples)} images)",
+            int(training["exported_epoch"] or 0),
+        )
     meta = ModelMetadata(
         labels=train.class_names,
         image_shape=model_plan.image_shape,
@@ -309,11 +338,37 @@ def _run(request: TrainRequest, hp: Hyperparameters, sink: EventSink) -> TrainRe
             "path": str(path),
             "metrics": metrics,
             "exported_epoch": training["exported_epoch"],
+            **({"confusion_matrix": confusion} if confusion is not None else {}),
         }
     )
     if not request.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(version, path, metrics, history, skipped, train.class_names)
+
+
+def _open_board(
+    request: TrainRequest, hp: Hyperparameters, initial_epoch: int, chief: bool, trial: str
+) -> tb.TensorBoardLog | None:
+    """The chief's TensorBoard writers; a fresh run starts with an empty log dir, a resumed one appends."""
+    if not chief or not request.tensorboard:
+        return None
+    log_dir = tensorboard_dir_for(request)
+    if initial_epoch == 0:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return tb.TensorBoardLog(log_dir, request.tensorboard_every_steps)
+
+
+def _sample_images(train: DataSource, spec: InputSpec, hp: Hyperparameters, recipe: Recipe) -> np.ndarray:
+    """A seeded handful of training images through the augmentation of the first phase that decodes images
+    (phases on cached features see no pixels): what the model is shown."""
+    phase = next((p for p in recipe.phases if not p.cache_features), recipe.phases[0])
+    rng = np.random.default_rng(hp.seed)
+    count = min(tb.SAMPLE_IMAGES, len(train.samples))
+    picked = sorted(rng.choice(len(train.samples), count, replace=False).tolist())
+    sample = train.with_samples([train.samples[i] for i in picked])
+    dataset = make_dataset(sample, spec, count, training=True, hp=hp, augmentation=phase.augmentation)
+    pixels, _ = next(iter(dataset))
+    return np.asarray(pixels)
 
 
 def _prepare_work_dir(

@@ -33,6 +33,8 @@ async def test_submit_get_list_stop_watch(idle_trainer: Running, capsys: pytest.
     code, out, _ = await _tfic(capsys, "jobs", "get", "from-cli", *server)
     assert code == 0
     assert "state:    Pending" in out
+    board = idle_trainer.settings.tensorboard_dir(job["job_id"])
+    assert f"tensorboard: {board}  (tensorboard --logdir {board})" in out.splitlines()
 
     code, out, _ = await _tfic(capsys, "jobs", "list", "--state", "Pending", *server)
     assert code == 0

@@ -40,6 +40,9 @@ def test_two_workers_produce_one_version(tmp_path: Path, digits_dir: Path) -> No
     assert "wrote mw" not in outputs[1][0]
     assert modeldir.list_versions(base / "mw") == [1]
     assert sorted(p.name for p in (base / "mw").iterdir()) == ["1"]
+    # TensorBoard: the chief's event files only (one writer per run folder), kept after the work directory went.
+    board = base / ".work" / "mw.tensorboard"
+    assert [len(list((board / run).glob("events.out.tfevents.*"))) for run in ("train", "validation")] == [1, 1]
     for index in range(2):
         events = [json.loads(line) for line in (tmp_path / f"w{index}.jsonl").read_text().splitlines()]
         assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
