@@ -205,6 +205,12 @@ BLOCKS: dict[tuple[str, str], Run | Skip] = {
     ("docs/inference.md", 'grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d \'{"n'): Skip(
         "grpcurl is not a dependency; tests/inference_svc/test_model_control.py calls ModelControl"
     ),
+    ("docs/benchmarks.md", "make bench-peers-venv                      # BentoML 1.4.40"): BENCH,
+    ("docs/console.md", "tfic serve gateway --inference localhost:8500 --trainer loca"): SERVER,
+    ("docs/training.md", "tensorboard --logdir models/.work/digits.tensorboard      #"): Skip(
+        "starts TensorBoard's web server; tests/trainer_svc/training/test_tensorboard.py reads the same event files "
+        "with TensorBoard's own reader"
+    ),
 }
 
 # Blocks sharing a first line: what each must print, in order of appearance.
