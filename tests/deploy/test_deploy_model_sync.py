@@ -135,3 +135,30 @@ def test_command_line_one_pass(tmp_path: Path, endpoint: str, monkeypatch: pytes
     assert SYNC.local_versions(tmp_path / "empty") == {}
     with pytest.raises(SystemExit):
         SYNC.main(["pull", "--local", str(tmp_path / "x"), "--remote", "/not/s3", "--once"])
+
+
+def test_labels_travel_after_the_versions_they_name(tmp_path: Path, endpoint: str) -> None:
+    """The fleet labels file moves too; pull never names a version it has not placed, and keeps labelled ones."""
+    trainer, inference = tmp_path / "trainer", tmp_path / "inference"
+    fs = SYNC.filesystem(endpoint)
+    for version in (1, 2, 3):
+        _version(trainer, "digits", version)
+    labels = trainer / "digits" / SYNC.LABELS_FILE
+    labels.write_text('{"format": 1, "labels": {"stable": 1, "canary": 3}}')
+    assert SYNC.push(fs, trainer, PREFIX) == ["digits/1", "digits/2", "digits/3", "digits/version_labels.json"]
+    assert SYNC.push(fs, trainer, PREFIX) == []  # unchanged labels are not uploaded again
+    # --latest 1 keeps the newest and the labelled versions: 3 (canary, newest) and 1 (stable), not 2.
+    pulled = SYNC.pull(fs, PREFIX, inference, latest=1, delete=True)
+    assert pulled == ["digits/1", "digits/3", "digits/version_labels.json"]
+    assert (inference / "digits" / SYNC.LABELS_FILE).read_bytes() == labels.read_bytes()
+    assert sorted(p.name for p in (inference / "digits").iterdir()) == ["1", "3", SYNC.LABELS_FILE]
+    # Labels that name a version not uploaded yet wait on push, and on pull; the labels in effect keep theirs.
+    _version(trainer, "digits", 4)
+    labels.write_text('{"format": 1, "labels": {"stable": 4}}')
+    fs.pipe_file(f"{PREFIX}/digits/{SYNC.LABELS_FILE}", labels.read_bytes())  # as if it raced ahead of v4
+    assert SYNC.pull(fs, PREFIX, inference, latest=1, delete=True) == []
+    assert b'"canary": 3' in (inference / "digits" / SYNC.LABELS_FILE).read_bytes()
+    assert SYNC.push(fs, trainer, PREFIX) == ["digits/4"]  # the remote labels already equal the local file
+    pulled = SYNC.pull(fs, PREFIX, inference, latest=1, delete=True)
+    assert pulled == ["digits/4", "digits/version_labels.json", "-digits/1", "-digits/3"]
+    assert sorted(p.name for p in (inference / "digits").iterdir()) == ["4", SYNC.LABELS_FILE]

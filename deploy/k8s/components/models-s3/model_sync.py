@@ -17,7 +17,13 @@ Versions stay atomic on both sides, as the model-directory contract (docs/model-
   versions (match the inference service's version policy); ``--delete`` removes local versions that are
   not wanted any more (retired upstream, or older than the newest N), renamed away before deletion.
 
-Only integer version folders of valid model names move; ``.work``, ``.tmp-*`` and anything else stay put.
+* a model's fleet labels (``<name>/version_labels.json``, docs/inference.md) travel too, after the versions
+  they name: push uploads the file once every labelled version is marked complete, pull replaces the local
+  file atomically once every labelled version is in place, and ``--latest`` / ``--delete`` never drop a
+  labelled version (a rollback needs the old stable).
+
+Only integer version folders of valid model names (and their labels file) move; ``.work``, ``.tmp-*``
+and anything else stay put.
 ``TFIC_S3_ENDPOINT_URL`` points at an S3-compatible server (MinIO, Ceph); credentials come from the
 standard ``AWS_*`` variables or the pod's cloud identity.
 """
@@ -40,6 +46,7 @@ from typing import Any
 log = logging.getLogger("model_sync")
 
 MARKER_SUFFIX = ".complete"
+LABELS_FILE = "version_labels.json"
 STAGING_PREFIX = ".tmp-sync-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION = re.compile(r"^[1-9][0-9]*$")
@@ -89,6 +96,20 @@ def remote_versions(fs: Any, prefix: str) -> dict[str, set[int]]:
     return found
 
 
+def labelled_versions(data: bytes) -> set[int]:
+    """The versions a labels file names (``{"labels": {"stable": 3, "canary": 4}, ...}``); none if unreadable."""
+    try:
+        labels = json.loads(data).get("labels") or {}
+        return {int(v) for v in labels.values()}
+    except (ValueError, TypeError, AttributeError):
+        return set()
+
+
+def _remote_labels(fs: Any, prefix: str, name: str) -> bytes | None:
+    path = f"{prefix}/{name}/{LABELS_FILE}"
+    return bytes(fs.cat_file(path)) if fs.exists(path) else None
+
+
 def push(fs: Any, local: Path, prefix: str) -> list[str]:
     """Upload local versions the remote lacks; returns ``name/version`` for each one uploaded."""
     remote = remote_versions(fs, prefix)
@@ -103,15 +124,32 @@ def push(fs: Any, local: Path, prefix: str) -> list[str]:
             fs.pipe_file(f"{target}{MARKER_SUFFIX}", json.dumps({"files": len(files)}).encode())
             log.info("pushed %s version %d (%d files)", name, version, len(files))
             done.append(f"{name}/{version}")
+    marked = remote_versions(fs, prefix)
+    for name in sorted(local_versions(local)):
+        path = local / name / LABELS_FILE
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if not labelled_versions(data) <= marked.get(name, set()):
+            continue  # a labelled version is not uploaded yet: the labels wait for it
+        if _remote_labels(fs, prefix, name) != data:
+            fs.pipe_file(f"{prefix}/{name}/{LABELS_FILE}", data)
+            log.info("pushed %s labels", name)
+            done.append(f"{name}/{LABELS_FILE}")
     return done
 
 
 def pull(fs: Any, prefix: str, local: Path, *, latest: int = 0, delete: bool = False) -> list[str]:
     """Download marked versions the local repository lacks (each model's newest ``latest``; 0: all), each
     renamed into place whole; with ``delete``, remove local versions not wanted any more."""
-    remote = remote_versions(fs, prefix)
-    if latest > 0:
-        remote = {name: set(sorted(versions)[-latest:]) for name, versions in remote.items()}
+    marked = remote_versions(fs, prefix)
+    labels = {name: data for name in marked if (data := _remote_labels(fs, prefix, name)) is not None}
+    remote = marked
+    if latest > 0:  # the newest N, and whatever the labels name (a rollback needs the old stable)
+        remote = {
+            name: set(sorted(versions)[-latest:]) | (labelled_versions(labels.get(name, b"{}")) & versions)
+            for name, versions in marked.items()
+        }
     have = local_versions(local)
     done = []
     for name, versions in sorted(remote.items()):
@@ -128,9 +166,22 @@ def pull(fs: Any, prefix: str, local: Path, *, latest: int = 0, delete: bool = F
             os.rename(staging, folder / str(version))
             log.info("pulled %s version %d", name, version)
             done.append(f"{name}/{version}")
+    for name, data in sorted(labels.items()):
+        path = local / name / LABELS_FILE
+        if (path.read_bytes() if path.is_file() else None) == data:
+            continue
+        if not labelled_versions(data) <= set(local_versions(local).get(name, set())):
+            continue  # the servers must find every labelled version before the labels name it
+        staging = local / name / f"{STAGING_PREFIX}{LABELS_FILE}"
+        staging.write_bytes(data)
+        os.replace(staging, path)
+        log.info("pulled %s labels", name)
+        done.append(f"{name}/{LABELS_FILE}")
     if delete:
         for name, versions in have.items():
-            for version in sorted(versions - remote.get(name, set())):
+            path = local / name / LABELS_FILE
+            in_effect = labelled_versions(path.read_bytes()) if path.is_file() else set()
+            for version in sorted(versions - remote.get(name, set()) - in_effect):
                 retired = local / name / f"{STAGING_PREFIX}{version}-retired"
                 os.rename(local / name / str(version), retired)
                 shutil.rmtree(retired, ignore_errors=True)
