@@ -71,6 +71,7 @@ EXPECTED: dict[str, tuple[str, int]] = {
     "tfic_cli.extras.MissingExtra": ("INTERNAL", 500),
     "trainer_svc.backbones.base.WeightsUnavailable": ("FAILED_PRECONDITION", 409),
     "trainer_svc.backbones.torch_legacy.CheckpointError": ("INVALID_ARGUMENT", 400),
+    "trainer_svc.training.rendezvous.StartupInterrupted": ("CANCELLED", 499),  # a signal while waiting for peers
 }
 
 # What an HTTP error body says in ``status`` where it is not the gRPC code's name: the HTTP statuses that are not
