@@ -77,25 +77,16 @@ def publish_broken(source_version: Path, model_dir: Path) -> Path:
 @contextmanager
 def console_stack(work: Path, seed_models: Path, token: str | None = TOKEN) -> Iterator[ConsoleStack]:
     """``seed_models``: a repository holding ``tiny/1`` (tests/gateway/conftest.py's ``model_base``)."""
+    from tests.trainer_svc.service.trainer_harness import make_settings
     from tfic_demo.digits import write_digits
     from trainer_svc.service.server import TrainerServer
-    from trainer_svc.service.settings import TrainerSettings
 
     base = work / "models"
     base.mkdir(parents=True)
     shutil.copytree(seed_models / "tiny" / "1", base / "tiny" / "1")
     data_root = work / "data"
     digits = write_digits(data_root / "digits", per_class=40)
-    settings = TrainerSettings(
-        state_dir=work / "trainer",
-        model_base_path=base,
-        data_roots=(data_root,),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=None,
-        stop_grace_seconds=20.0,
-        shutdown_grace_seconds=1.0,
-    )
+    settings = make_settings(work, data_root, state_dir=work / "trainer", model_base_path=base)
     loop = LoopThread("trainer-loop")
     trainer = TrainerServer(settings)
     try:
