@@ -165,13 +165,23 @@ def render(name: str) -> list[Obj]:
     return copy.deepcopy(list(_render(name)))
 
 
+def _script(name: str) -> ModuleType:
+    """A module of scripts/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_PIN_IMAGES = _script("pin_images")
+
+
 def split_image(reference: str) -> tuple[str, str, str]:
-    """An image reference's repository, tag and digest (``reg/x:1.0@sha256:…``; a missing part is "")."""
-    reference, _, digest = reference.partition("@")
-    colon = reference.rfind(":")
-    if colon > reference.rfind("/"):
-        return reference[:colon], reference[colon + 1 :], digest
-    return reference, "", digest
+    """An image reference's repository, tag and digest (``reg/x:1.0@sha256:…``; a missing part is ""), parsed
+    as scripts/pin_images.py parses the references it pins."""
+    parts: tuple[str, str, str] = _PIN_IMAGES.split_reference(reference)
+    return parts
 
 
 def load_yaml_documents(path: Path) -> list[Obj]:
