@@ -39,6 +39,10 @@ class Preprocessor:
         self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
         self._queued = 0  # images submitted and not finished; touched on the event loop only
 
+    @property
+    def thread_ids(self) -> list[int]:
+        return self._pool.thread_ids
+
     def _count_cancelled(self, args: tuple[Any, ...]) -> None:
         if self._metrics is not None:
             deadline = args[-1]  # decode_one's

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from inference_svc import costmodel
+from inference_svc import costmodel, priority
 from inference_svc.batcher import Batcher
 from inference_svc.costmodel import CostCurve
 from inference_svc.fleet import CanaryRouter, aspired_versions
@@ -160,7 +160,9 @@ class ModelRepository:
         self._metrics = metrics
         self._on_change = on_change
         self._models: dict[str, _Model] = {}
-        self._loader = ThreadPoolExecutor(max_workers=settings.load_threads, thread_name_prefix="tfic-load")
+        self._loader = ThreadPoolExecutor(
+            max_workers=settings.load_threads, thread_name_prefix="tfic-load", initializer=priority.lower_current_thread
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._config_key: tuple[int, int] | None = None
@@ -492,6 +494,7 @@ class ModelRepository:
         except BaseException:
             runtime.close()
             raise
+        priority.lower_runtime_threads()  # the runtime's pools exist once it has run
         if cost is not None:
             log.info("%s version %d costs per batch: %s", served.model, served.version, cost.describe())
         return metadata, runtime, cost

@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from inference_svc import heap
+from inference_svc import heap, priority
 from inference_svc.admission import AdmissionInterceptor
 from inference_svc.metrics import Metrics
 from inference_svc.predictor import Predictor
@@ -129,6 +129,7 @@ class InferenceServer:
         self.port = 0
         self.metrics_port: int | None = None
         self._factory = runtime_factory if runtime_factory is not None else default_runtime_factory(settings)
+        priority.configure(settings.data_plane_niceness)  # before the first data-plane thread starts
         self.preprocessor = Preprocessor(
             settings.decode_workers, settings.limits, settings.use_draft, settings.max_decode_queue, self.metrics
         )

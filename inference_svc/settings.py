@@ -298,6 +298,15 @@ class Settings:
         minimum=0,
         group=LIMITS,
     )
+    data_plane_niceness: int = setting(
+        10,
+        "nice value added to the decode, batch, model-loading and TensorFlow threads, so that under saturation "
+        "the event loop (accepting, refusing, health probes, responses) is scheduled first; needs no privilege "
+        "(Linux; 0: all threads at the process's priority)",
+        minimum=0,
+        maximum=19,
+        group=LIMITS,
+    )
     max_decode_queue: int = setting(
         1024, "images waiting for a decode worker before RESOURCE_EXHAUSTED", minimum=1, group=LIMITS
     )

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from inference_svc import priority
+
 T = TypeVar("T")
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -40,6 +42,11 @@ class WorkerPool:
     def size(self) -> int:
         return len(self._threads)
 
+    @property
+    def thread_ids(self) -> list[int]:
+        """The workers' kernel thread ids (``Thread.start`` returns once a thread has one)."""
+        return [t.native_id for t in self._threads if t.native_id is not None]
+
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._closed:
             raise RuntimeError("worker pool is shut down")
@@ -56,6 +63,7 @@ class WorkerPool:
                 self._queue.put(None)
 
     def _work(self) -> None:
+        priority.lower_current_thread()  # decode and batch work yields the CPU to the event loop
         while True:
             job = self._queue.get()
             if job is None:
