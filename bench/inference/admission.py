@@ -27,7 +27,7 @@ back-off): the load generator's 200 coroutines on one event loop add their own w
 while the probe's figure is the server's refusal latency as a client that is not itself saturated sees it. Both
 are reported, and the goal is checked on both. Writes JSON::
 
-    python -m bench.inference.admission                                   # ~3 minutes on 2 cores
+    python -m bench.inference.admission                                   # ~4.5 minutes on 2 cores
     git archive main | tar -x -C /tmp/tfic-main && cp -r tfic/v1 /tmp/tfic-main/tfic/   # main's tree
     python -m bench.inference.admission --baseline /tmp/tfic-main
 """
