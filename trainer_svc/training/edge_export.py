@@ -100,7 +100,7 @@ def _nth(by_class: dict[int, list[int]], rank: int) -> Iterator[int]:
 
 
 def _probabilities(loaded: Any, meta: ModelMetadata, batch: int | None) -> Any:
-    """A tf.function pixels → ``probabilities`` over the version's own Keras model (what its signatures call).
+    """A tf.function pixels → ``probabilities``: the version's saved ``probabilities`` (what its signatures call).
 
     Not the ``predict_images`` signature itself: that also returns the labels as a string tile, a captured string
     constant neither TFLite nor tf2onnx can take in; the labels travel as files beside the model instead.
@@ -108,11 +108,16 @@ def _probabilities(loaded: Any, meta: ModelMetadata, batch: int | None) -> Any:
     import tensorflow as tf
 
     height, width, _ = meta.image_shape
-    model = loaded.model
+    saved = getattr(loaded, "probabilities", None)
+    if saved is None:  # exported before versions carried the function: the Keras model's own saved call
+        model = loaded.model
+
+        def saved(images: tf.Tensor) -> tf.Tensor:
+            return tf.cast(model(images, training=False), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([batch, height, width, 3], tf.float32, name=INPUT_NAME)])  # type: ignore[untyped-decorator]
     def probabilities(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_PROBABILITIES: tf.cast(model(images, training=False), tf.float32)}
+        return {OUTPUT_PROBABILITIES: saved(images)}
 
     return probabilities
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
 import tfic
 from tfic import modeldir
@@ -38,9 +39,18 @@ class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
             self._serve_images,
             input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=modeldir.INPUT_IMAGES)],
         )
+        # Pixels → probabilities alone, saved as a function (not a signature): what edge export converts, since
+        # the signatures also return the labels as a string tile that TFLite and tf2onnx cannot take in.
+        self.probabilities = tf.function(
+            self._probabilities,
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=modeldir.INPUT_IMAGES)],
+        )
+
+    def _probabilities(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.model(images, training=False), tf.float32)
 
     def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        probabilities = self._probabilities(images)
         batch = tf.shape(probabilities)[0]
         classes = tf.tile(tf.expand_dims(self.labels, 0), tf.stack([batch, 1]))
         return {modeldir.OUTPUT_PROBABILITIES: probabilities, modeldir.OUTPUT_CLASSES: classes}
@@ -61,14 +71,18 @@ class ServingModule(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
 def save_serving_model(path: Path, model: keras.Model, meta: ModelMetadata) -> None:
     """Write the SavedModel and its metadata into ``path`` (a staging directory)."""
     module = ServingModule(model, meta.columns, meta.image_shape, meta.preprocessing.interpolation)
-    tf.saved_model.save(
-        module,
-        str(path),
-        signatures={
-            modeldir.SIGNATURE_BYTES: module.serve_bytes,
-            modeldir.SIGNATURE_IMAGES: module.serve_images,
-        },
-    )
+    # Without Keras's per-layer call traces: nothing reads them (serving calls the signatures, incremental
+    # training restores the variables into a model it builds, edge export calls ``probabilities``), and for
+    # EfficientNet-Lite0 they cost 15 of a save's 20 s and 6 of a load's 7 s.
+    with keras_option_scope(save_traces=False, in_tf_saved_model_scope=True):
+        tf.saved_model.save(
+            module,
+            str(path),
+            signatures={
+                modeldir.SIGNATURE_BYTES: module.serve_bytes,
+                modeldir.SIGNATURE_IMAGES: module.serve_images,
+            },
+        )
     modeldir.write_metadata(path, meta)
 
 
