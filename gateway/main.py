@@ -72,7 +72,13 @@ def build_server(settings: GatewaySettings, app: Starlette | None = None) -> Gat
 
 
 def run(settings: GatewaySettings) -> int:
-    server = build_server(settings)
+    app = create_app(settings)
+    if settings.metrics_port >= 0:
+        # Bound here, before uvicorn, so a port in use is one line (FailedPrecondition, exit 2) and not a
+        # traceback out of the app's startup; the lifespan then finds it serving.
+        metrics: GatewayMetrics = app.state.metrics
+        metrics.serve(settings.host, settings.metrics_port)
+    server = build_server(settings, app)
     threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
     server.run()
     return 0 if server.started else 1

@@ -11,6 +11,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tfic.errors import FailedPrecondition
 from tfic.metric_children import LabelChildren
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -81,8 +82,15 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
     def serve(self, host: str, port: int) -> int:
-        """Expose ``/metrics`` on a port of its own (prometheus_client's HTTP server, a thread); the bound port."""
-        self._side, _thread = start_http_server(port, addr=host, registry=self.registry)
+        """Expose ``/metrics`` on a port of its own (prometheus_client's HTTP server, a thread); the bound port.
+
+        Serving already: that port (the entry point binds it before uvicorn starts, see gateway.main.run).
+        """
+        if self._side is None:
+            try:
+                self._side, _thread = start_http_server(port, addr=host, registry=self.registry)
+            except OSError as exc:  # in use, or an address this host does not have
+                raise FailedPrecondition(f"cannot serve metrics on {host}:{port}: {exc}") from None
         return int(self._side.server_port)
 
     def close(self) -> None:

@@ -3,11 +3,18 @@ that faces callers and from the OpenAPI document."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.gateway.servers import MODEL, RunningInference, run_gateway
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_metrics_move_to_their_own_port(inference: RunningInference, images: dict[str, bytes]) -> None:
@@ -37,3 +44,19 @@ def test_metrics_move_to_their_own_port(inference: RunningInference, images: dic
 def test_without_a_metrics_port_metrics_stay_on_the_main_port(client: httpx.Client) -> None:
     assert client.get("/metrics").status_code == 200
     assert "/metrics" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_metrics_port_in_use_is_one_clear_error_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", "0", "--metrics-port", str(port),
+             "--inference", "127.0.0.1:1"],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"python -m gateway: error: cannot serve metrics on 127.0.0.1:{port}: " in done.stderr
+    assert "in use" in done.stderr and "Traceback" not in done.stderr
+    assert "listening on" not in done.stderr  # it never started serving callers
