@@ -26,7 +26,7 @@ from gateway import render
 from gateway.errors import classify, error_body
 from gateway.settings import GatewaySettings
 from gateway.trainer_client import TrainerClient
-from tfic.errors import InvalidArgument, TficError, Unavailable
+from tfic.errors import InvalidArgument, NotFound, TficError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,18 @@ class Console:
                 Route(f"{API_PREFIX}jobs/{{job}}/stop", self.stop_job, methods=["POST"]),
                 Route(f"{API_PREFIX}jobs/{{job}}/events", self.job_events, methods=get),
             ]
+        else:  # a precise 404 that says what is missing, not the generic "no route"
+            routes += [
+                Route(f"{API_PREFIX}jobs", self.no_trainer, methods=get),
+                Route(f"{API_PREFIX}jobs/{{path:path}}", self.no_trainer, methods=[*get, "POST"]),
+            ]
         return routes
+
+    async def no_trainer(self, request: Request) -> Response:
+        raise NotFound(
+            f"{request.url.path}: this gateway has no Trainer; start it with --trainer HOST:PORT "
+            "(TFIC_GATEWAY_TRAINER) for the console's Jobs page and API"
+        )
 
     def attach(self) -> None:
         """Open the Trainer channel (on the serving loop, as grpc.aio requires)."""

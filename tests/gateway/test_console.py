@@ -195,3 +195,17 @@ def test_no_console_serves_no_pages(refused_port: int) -> None:
         for path in ("/", "/console/", "/console/static/console.js", "/console/config.json"):
             response = client.get(path)
             assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND", path
+
+
+def test_without_a_trainer_the_jobs_api_says_what_is_missing(refused_port: int) -> None:
+    """A console with no --trainer: its jobs routes are a 404 naming the flag, not the generic route_not_found."""
+    settings = GatewaySettings(inference=f"127.0.0.1:{refused_port}")
+    with run_gateway(settings) as gateway, gateway.client() as client:
+        assert client.get("/console/config.json").json()["jobs"] is False
+        for method, path in (("GET", "/console/api/jobs"), ("GET", "/console/api/jobs/j1/events"),
+                             ("POST", "/console/api/jobs/j1/stop")):  # fmt: skip
+            response = client.request(method, path)
+            assert response.status_code == 404, path
+            error = response.json()["error"]
+            assert error["status"] == "NOT_FOUND" and "route_not_found" not in response.text, path
+            assert "--trainer HOST:PORT" in error["message"], path
