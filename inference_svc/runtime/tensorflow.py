@@ -147,17 +147,20 @@ def _probabilities_function(tf: Any, loaded: Any, signature: Any, spec: Any, xla
 
     if not xla:
         return tf.function(via_signature, input_signature=[spec]).get_concrete_function()
-    # XLA cannot compile the signature itself: it also returns the labels, a string tensor. The
-    # exported module (trainer_svc.training.export.ServingModule) tracks its Keras model as
-    # ``model``; the signature is that model's output cast to float32, so compile exactly that.
+    # XLA cannot compile the signature itself: it also returns the labels, a string tensor. The exported
+    # module (trainer_svc.training.export.ServingModule) saves the signature's probabilities alone as
+    # ``probabilities``; versions exported before it carry the Keras model's own saved call as ``model``.
+    saved = getattr(loaded, "probabilities", None)
     model = getattr(loaded, "model", None)
-    if model is None or not callable(model):
+    if saved is None and (model is None or not callable(model)):
         raise IncompatibleModel(
-            f"{path}: --xla needs the Keras model the exporter tracks as 'model' "
+            f"{path}: --xla needs the probabilities function (or the Keras model) the exporter saves "
             "(the signature alone cannot be compiled: it returns strings); serve it without --xla"
         )
 
     def via_model(images: Any) -> Any:
+        if saved is not None:
+            return saved(images)
         return tf.cast(model(images, training=False), tf.float32)
 
     compiled = tf.function(via_model, input_signature=[spec], jit_compile=True).get_concrete_function()

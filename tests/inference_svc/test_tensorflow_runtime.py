@@ -90,8 +90,28 @@ def test_xla_without_a_tracked_model_is_refused_with_the_reason(tmp_path: Path) 
     meta = ModelMetadata(labels=LABELS, image_shape=(SIZE, SIZE, 3))
     plain = TensorFlowRuntime(tmp_path, meta)  # without XLA it serves
     assert plain.predict(pixels(2)).shape == (2, len(LABELS))
-    with pytest.raises(IncompatibleModel, match="--xla needs the Keras model"):
+    with pytest.raises(IncompatibleModel, match="--xla needs the probabilities function"):
         TensorFlowRuntime(tmp_path, meta, TensorFlowOptions(xla=True))
+
+
+def test_xla_serves_a_version_exported_before_the_probabilities_function(tmp_path: Path) -> None:
+    """Older versions carry no ``probabilities``, only the Keras model's own saved call (Keras's layer traces)."""
+    from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
+
+    from trainer_svc.training import architectures
+    from trainer_svc.training.export import ServingModule
+    from trainer_svc.training.model import build_classifier
+
+    shape = (SIZE, SIZE, 3)
+    model = build_classifier(architectures.small_cnn(shape), len(LABELS), shape, modeldir.Preprocessing(), 0, 0, 3)
+    module = ServingModule(model, LABELS, shape, "bilinear")
+    del module.probabilities  # what the exporter wrote until it saved the function
+    with keras_option_scope(save_traces=True, in_tf_saved_model_scope=True):
+        tf.saved_model.save(module, str(tmp_path), signatures={modeldir.SIGNATURE_IMAGES: module.serve_images})
+    assert not hasattr(tf.saved_model.load(str(tmp_path)), "probabilities")
+    meta = ModelMetadata(labels=LABELS, image_shape=shape)
+    compiled = TensorFlowRuntime(tmp_path, meta, TensorFlowOptions(xla=True))
+    np.testing.assert_allclose(compiled.predict(pixels(3)), signature_probabilities(tmp_path, pixels(3)), atol=1e-5)
 
 
 async def test_server_with_xla_classifies_like_the_saved_model(base_path: Path) -> None:
