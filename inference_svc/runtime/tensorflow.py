@@ -150,8 +150,8 @@ def _probabilities_function(tf: Any, loaded: Any, signature: Any, spec: Any, xla
     # XLA cannot compile the signature itself: it also returns the labels, a string tensor. The exported
     # module (trainer_svc.training.export.ServingModule) saves the signature's probabilities alone as
     # ``probabilities``; versions exported before it carry the Keras model's own saved call as ``model``.
-    saved = getattr(loaded, "probabilities", None)
-    model = getattr(loaded, "model", None)
+    saved: Any = getattr(loaded, "probabilities", None)
+    model: Any = getattr(loaded, "model", None)
     if saved is None and (model is None or not callable(model)):
         raise IncompatibleModel(
             f"{path}: --xla needs the probabilities function (or the Keras model) the exporter saves "
