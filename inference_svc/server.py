@@ -129,7 +129,6 @@ class InferenceServer:
         self.port = 0
         self.metrics_port: int | None = None
         self._factory = runtime_factory if runtime_factory is not None else default_runtime_factory(settings)
-        priority.configure(settings.data_plane_niceness)  # before the first data-plane thread starts
         self.preprocessor = Preprocessor(
             settings.decode_workers, settings.limits, settings.use_draft, settings.max_decode_queue, self.metrics
         )
@@ -260,6 +259,10 @@ async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     loop = asyncio.get_running_loop()
     log.info("event loop %s", "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio")
+    # Thread priorities are the process's (TensorFlow's pools are shared by everything in it), so only the
+    # entry point that owns the process sets them, before the first data-plane thread starts; a server
+    # embedded in another program (the tests, a notebook) leaves that program's threads alone.
+    priority.configure(settings.data_plane_niceness)
     server = InferenceServer(settings)
     await server.start()
     stop = asyncio.Event()
