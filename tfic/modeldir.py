@@ -55,6 +55,7 @@ INPUT_IMAGES = "images"
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_CLASSES = "classes"
 
+
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TMP_PREFIX = ".tmp-"
 
@@ -274,3 +275,24 @@ def clean_stale_staging(model_dir: Path) -> int:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
     return removed
+
+
+def saved_probabilities(loaded: Any) -> Any | None:
+    """A loaded version's pixels → float32 probabilities function, or None when it has none.
+
+    Versions carry it as ``probabilities`` (what their signatures call, without the labels' string tile that
+    XLA, TFLite and tf2onnx cannot take); versions exported before it carry the Keras model's own saved call
+    as ``model``, cast here as the signatures cast it.
+    """
+    saved = getattr(loaded, "probabilities", None)
+    if saved is not None:
+        return saved
+    model = getattr(loaded, "model", None)
+    if model is None or not callable(model):
+        return None
+    import tensorflow as tf  # only callers that have loaded a SavedModel get here
+
+    def via_model(images: Any) -> Any:
+        return tf.cast(model(images, training=False), tf.float32)
+
+    return via_model

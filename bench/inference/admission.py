@@ -147,14 +147,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for backoff in backoffs:
                 for name, _, flags in order:
                     target, _metrics = targets[name]
-                    command = ["-m", "bench.inference.admission", "client", "--target", target]
-                    command += ["--images", str(images), "--concurrency", str(args.concurrency)]
-                    command += ["--seconds", str(args.seconds)]
+                    command = client(target, images, args.concurrency, args.seconds)
                     if backoff is not None:
                         command += ["--backoff", str(backoff)]
-                    probe = ["-m", "bench.inference.admission", "client", "--target", target, "--images"]
-                    probe += [str(images), "--concurrency", "1", "--seconds", str(args.seconds), "--backoff", "0"]
-                    probe += ["--pause", str(args.probe_pause)]
+                    probe = client(target, images, 1, args.seconds)
+                    probe += ["--backoff", "0", "--pause", str(args.probe_pause)]
                     with ThreadPoolExecutor(1) as pool:
                         probed = pool.submit(json_lines, probe, 600)
                         (result,) = json_lines(command, timeout=600)
@@ -164,6 +161,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(json.dumps(brief(result)), flush=True)
     return {"model": MODEL, "limit": args.limit, "baseline": str(args.baseline) if args.baseline else None,
             "concurrency": args.concurrency, "runs": rounds, "goal": goal(rounds.get("admission", []))}  # fmt: skip
+
+
+def client(target: str, images: Path, concurrency: int, seconds: float) -> list[str]:
+    """The ``client`` subcommand's arguments (the load generator, or the probe with concurrency 1)."""
+    return ["-m", "bench.inference.admission", "client", "--target", target, "--images", str(images),
+            "--concurrency", str(concurrency), "--seconds", str(seconds)]  # fmt: skip
 
 
 def brief(result: dict[str, Any]) -> dict[str, Any]:

@@ -150,20 +150,13 @@ def _probabilities_function(tf: Any, loaded: Any, signature: Any, spec: Any, xla
     # XLA cannot compile the signature itself: it also returns the labels, a string tensor. The exported
     # module (trainer_svc.training.export.ServingModule) saves the signature's probabilities alone as
     # ``probabilities``; versions exported before it carry the Keras model's own saved call as ``model``.
-    saved: Any = getattr(loaded, "probabilities", None)
-    model: Any = getattr(loaded, "model", None)
-    if saved is None and (model is None or not callable(model)):
+    saved = modeldir.saved_probabilities(loaded)
+    if saved is None:
         raise IncompatibleModel(
             f"{path}: --xla needs the probabilities function (or the Keras model) the exporter saves "
             "(the signature alone cannot be compiled: it returns strings); serve it without --xla"
         )
-
-    def via_model(images: Any) -> Any:
-        if saved is not None:
-            return saved(images)
-        return tf.cast(model(images, training=False), tf.float32)
-
-    compiled = tf.function(via_model, input_signature=[spec], jit_compile=True).get_concrete_function()
+    compiled = tf.function(saved, input_signature=[spec], jit_compile=True).get_concrete_function()
     probe = tf.random.stateless_uniform([2, *spec.shape[1:]], seed=(0, 1), maxval=255.0)
     expected, got = via_signature(probe).numpy(), compiled(probe).numpy()
     if expected.shape != got.shape or not np.allclose(expected, got, atol=1e-4):

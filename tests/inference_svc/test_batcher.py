@@ -233,14 +233,20 @@ def curve(beside_factor: float) -> CostCurve:
     return CostCurve(sizes, alone, {b: beside_factor * t for b, t in alone.items()})
 
 
-async def test_cost_curve_holds_small_batches_that_would_merge_into_a_faster_one(runtime: GatedRuntime) -> None:
-    # Two at once take twice as long as one (a CPU the model already fills): starting the queue beside the
-    # running batch is slower than letting it grow and run as one, so it waits for the running batch's end.
+async def one_batch_running(runtime: GatedRuntime, beside_factor: float) -> tuple[Batcher, asyncio.Future[np.ndarray]]:
+    """A batcher on ``curve(beside_factor)`` whose first one-image batch is running, held by the closed gate."""
     settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(2.0))
+    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(beside_factor))
     runtime.gate.clear()
     first = asyncio.ensure_future(batcher.submit(images(1, seed=1)))
     await wait_until(lambda: batcher.running == 1, what="the first batch to start")
+    return batcher, first
+
+
+async def test_cost_curve_holds_small_batches_that_would_merge_into_a_faster_one(runtime: GatedRuntime) -> None:
+    # Two at once take twice as long as one (a CPU the model already fills): starting the queue beside the
+    # running batch is slower than letting it grow and run as one, so it waits for the running batch's end.
+    batcher, first = await one_batch_running(runtime, 2.0)
     queued = [asyncio.ensure_future(batcher.submit(images(1, seed=10 + i))) for i in range(3)]
     await wait_until(lambda: batcher.queued == 3, what="three queued requests")
     assert batcher.running == 1 and batcher.stats.held >= 1  # a thread is free, yet nothing started beside
@@ -254,11 +260,7 @@ async def test_cost_curve_holds_small_batches_that_would_merge_into_a_faster_one
 
 async def test_cost_curve_runs_side_by_side_where_that_is_faster(runtime: GatedRuntime) -> None:
     # Two at once cost what one does (a model that leaves cores idle): the queue starts beside at once.
-    settings = BatchingSettings(max_batch_size=8, batch_timeout_micros=0, allowed_batch_sizes=(1, 2, 3, 4, 6, 8))
-    batcher = Batcher(MODEL, runtime.predict, settings, SHAPE, cost=curve(1.0))
-    runtime.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(images(1, seed=1)))
-    await wait_until(lambda: batcher.running == 1, what="the first batch to start")
+    batcher, first = await one_batch_running(runtime, 1.0)
     second = asyncio.ensure_future(batcher.submit(images(1, seed=2)))
     await wait_until(lambda: batcher.running == 2, what="a second batch beside the first")
     assert batcher.stats.held == 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tfic.errors import InvalidArgument, InvalidDataset, TficError
+from tfic.errors import IncompatibleModel, InvalidArgument, InvalidDataset, TficError
 from tfic.imaging import decode_resize
 from tfic.modeldir import (
     LABELS_JSON,
@@ -35,6 +35,7 @@ from tfic.modeldir import (
     ModelMetadata,
     read_metadata,
     resolve_version_dir,
+    saved_probabilities,
 )
 from trainer_svc.data.source import DataSource
 
@@ -108,12 +109,9 @@ def _probabilities(loaded: Any, meta: ModelMetadata, batch: int | None) -> Any:
     import tensorflow as tf
 
     height, width, _ = meta.image_shape
-    saved = getattr(loaded, "probabilities", None)
-    if saved is None:  # exported before versions carried the function: the Keras model's own saved call
-        model = loaded.model
-
-        def saved(images: tf.Tensor) -> tf.Tensor:
-            return tf.cast(model(images, training=False), tf.float32)
+    saved = saved_probabilities(loaded)
+    if saved is None:
+        raise IncompatibleModel("the version saves no probabilities function (nor a Keras model) to export")
 
     @tf.function(input_signature=[tf.TensorSpec([batch, height, width, 3], tf.float32, name=INPUT_NAME)])  # type: ignore[untyped-decorator]
     def probabilities(images: tf.Tensor) -> dict[str, tf.Tensor]:
