@@ -93,9 +93,15 @@ async def run_closed_loop(
     return Result(label, len(senders), len(latencies), errors, elapsed, latencies, cpu)
 
 
-def grpc_senders(channel: aio.Channel, model: str, image: bytes, concurrency: int) -> list[Send]:
+def grpc_senders(
+    channel: aio.Channel, model: str, image: bytes, concurrency: int, omit_labels: bool = False
+) -> list[Send]:
+    """Every class's probability per answer (``top_k`` 0); with ``omit_labels`` without the label strings, as a
+    client that takes them once per version from ``GetModel`` asks (the gateway does)."""
     stub = classifier_pb2_grpc.ClassifierStub(channel)
-    request = classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=model), images=[image])
+    request = classifier_pb2.ClassifyRequest(
+        model=common_pb2.ModelSpec(name=model), images=[image], omit_labels=omit_labels
+    )
 
     async def send() -> None:
         await stub.Classify(request, timeout=30)

@@ -1,13 +1,17 @@
 """tfic against BentoML and LitServe: the same SavedModel, the same decode, one load generator, one run.
 
 For each model: the in-process limit (:mod:`bench.inference.inprocess`: decode + model, no RPC, best batch
-size), then five paths up at once and loaded in turn at each concurrency, rounds interleaved (ABCD, DCBA,
-…) so the shared machine's drift hits every path alike:
+size), then the paths up at once and loaded in turn at each concurrency, rounds interleaved (ABCD, DCBA,
+…) so the shared machine's drift hits every path alike; while one path is measured the servers it does not
+use are stopped (SIGSTOP), since an idle LitServe alone takes a tenth of a core polling its queues:
 
-* ``tfic-grpc``: ``tfic.v1.Classifier/Classify`` on the inference service (its defaults);
+* ``tfic-grpc``: ``tfic.v1.Classifier/Classify`` on the inference service (its defaults), every probability
+  and no label strings (``omit_labels``: what the peers answer, and what the gateway asks);
 * ``tfic-gateway``: ``POST /invocations`` (raw JPEG, ``application/json`` answer) through tfic's gateway;
 * ``bentoml``: a batchable BentoML API (``bench.peers.bentoml_service``, max batch 32 as tfic's);
-* ``litserve``: LitServe with ``max_batch_size`` 32 and ``batch_timeout`` 1 ms (``bench.peers.litserve_server``).
+* ``litserve``: LitServe with ``max_batch_size`` 32 and ``batch_timeout`` 1 ms (``bench.peers.litserve_server``);
+* ``tfic-grpc-alt`` with ``--tfic-alt FLAGS``: a second inference service with those flags (a setting
+  compared with the default in the same run).
 
 BentoML and LitServe run in their own virtualenv (``make bench-peers-venv``; why in
 ``bench/peers/requirements.txt``). CPU per request is every server process's (with its children: BentoML
@@ -26,6 +30,7 @@ import contextlib
 import json
 import os
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -48,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 PEERS_VENV = ROOT / ".venv-peers"
 PATHS = ("tfic-grpc", "tfic-gateway", "bentoml", "litserve")
+ALT = "tfic-grpc-alt"  # the inference service with --tfic-alt's flags, when given
 GOALS = {"bentoml": 1.5, "litserve": 1.3}  # tfic gRPC / peer at c=16
 GATEWAY_GOAL = 0.9
 
@@ -133,6 +139,50 @@ def _tree_cpu(root: int, tick: int) -> float:
     return total
 
 
+# The processes each path needs running; the others are stopped (SIGSTOP) while it is measured.
+NEEDS = {
+    "tfic-grpc": ("tfic",),
+    "tfic-gateway": ("tfic", "gateway"),
+    "bentoml": ("bentoml",),
+    "litserve": ("litserve",),
+    ALT: ("tfic-alt",),
+}
+SERVER_OF = {
+    "tfic-grpc": "tfic",
+    "tfic-gateway": "gateway",
+    "bentoml": "bentoml",
+    "litserve": "litserve",
+    ALT: "tfic-alt",
+}
+
+
+@contextmanager
+def _only(path: str, pids: dict[str, int]) -> Iterator[None]:
+    """Stop every server ``path`` does not use while it is measured, and resume them after.
+
+    An idle server is not idle: LitServe's worker polls its queues (0.11 cores measured with no request
+    in flight), and the CPU it takes is CPU the measured server lacks. A real host runs one of them, so
+    each is measured alone. The gateway, BentoML and LitServe run in sessions of their own (their workers
+    are stopped with them); an inference service is one process.
+    """
+    stopped = [name for name in pids if name not in NEEDS[path]]
+    for name in stopped:
+        _signal(name, pids[name], signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for name in stopped:
+            _signal(name, pids[name], signal.SIGCONT)
+
+
+def _signal(name: str, pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if name.startswith("tfic"):
+            os.kill(pid, sig)
+        else:
+            os.killpg(pid, sig)
+
+
 def _probe(pids: dict[str, int]) -> Callable[[], tuple[float, ...]]:
     tick = os.sysconf("SC_CLK_TCK")
     names = list(pids)
@@ -165,19 +215,19 @@ def _summary(results: list[Result], cpu_index: dict[str, int], server: str) -> d
 
 
 async def _measure(
-    target: str,
+    targets: dict[str, tuple[str, str]],
     ports: dict[str, int],
     model: str,
     image: bytes,
     pids: dict[str, int],
-    metrics: str,
     concurrency: list[int],
     seconds: float,
     rounds: int,
 ) -> list[dict[str, Any]]:
+    """``targets``: the gRPC paths (``tfic-grpc``, and ``tfic-grpc-alt`` if started) → (HOST:PORT, metrics URL)."""
     probe = _probe(pids)
     cpu_index = {name: i for i, name in enumerate(pids)}
-    server_of = {"tfic-grpc": "tfic", "tfic-gateway": "gateway", "bentoml": "bentoml", "litserve": "litserve"}
+    paths = (*PATHS, ALT) if ALT in targets else PATHS
     b64 = base64.b64encode(image).decode()
     bodies = {
         "tfic-gateway": ("/invocations", image, {"Content-Type": "image/jpeg", "Accept": "application/json"}),
@@ -185,31 +235,36 @@ async def _measure(
         "litserve": ("/predict", json.dumps({"image": b64}).encode(), {"Content-Type": "application/json"}),
     }
     rows = []
-    async with aio.insecure_channel(target) as channel:
+    async with contextlib.AsyncExitStack() as stack:
+        channels = {p: await stack.enter_async_context(aio.insecure_channel(t)) for p, (t, _) in targets.items()}
         for c in concurrency:
-            runs: dict[str, list[Result]] = {p: [] for p in PATHS}
-            batch_sizes = []
+            runs: dict[str, list[Result]] = {p: [] for p in paths}
+            batch_sizes: dict[str, list[float]] = {p: [] for p in targets}
             for round_ in range(rounds):
-                for path in PATHS if round_ % 2 == 0 else PATHS[::-1]:
-                    if path == "tfic-grpc":
-                        before = scrape(metrics, model)
-                        senders = grpc_senders(channel, model, image, c)
-                        runs[path].append(await run_closed_loop(path, senders, seconds, 1.0, probe))
-                        batch_sizes.append(server_side(before, scrape(metrics, model))["mean_batch_size"])
-                        continue
-                    route, body, headers = bodies[path]
-                    conns = [HttpConnection("127.0.0.1", ports[path], route, body, headers) for _ in range(c)]
-                    runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, 1.0, probe))
-                    for conn in conns:
-                        await conn.close()
+                for path in paths if round_ % 2 == 0 else paths[::-1]:
+                    with _only(path, pids):
+                        if path in targets:
+                            metrics = targets[path][1]
+                            before = scrape(metrics, model)
+                            # Every probability, no label strings: what the peers answer (and the gateway asks).
+                            senders = grpc_senders(channels[path], model, image, c, omit_labels=True)
+                            runs[path].append(await run_closed_loop(path, senders, seconds, 1.0, probe))
+                            batch_sizes[path].append(server_side(before, scrape(metrics, model))["mean_batch_size"])
+                            continue
+                        route, body, headers = bodies[path]
+                        conns = [HttpConnection("127.0.0.1", ports[path], route, body, headers) for _ in range(c)]
+                        runs[path].append(await run_closed_loop(path, [x.send for x in conns], seconds, 1.0, probe))
+                        for conn in conns:
+                            await conn.close()
             row: dict[str, Any] = {"concurrency": c}
-            for path in PATHS:
-                row[path] = _summary(runs[path], cpu_index, server_of[path])
+            for path in paths:
+                row[path] = _summary(runs[path], cpu_index, SERVER_OF[path])
             # The gateway's own CPU is on top of the inference service's it calls.
             row["tfic-gateway"]["server_cpu_ms_per_request"] += _summary(runs["tfic-gateway"], cpu_index, "tfic")[
                 "server_cpu_ms_per_request"
             ]
-            row["tfic-grpc"]["mean_batch_size"] = sum(batch_sizes) / len(batch_sizes)
+            for path, sizes in batch_sizes.items():
+                row[path]["mean_batch_size"] = sum(sizes) / len(sizes)
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     return rows
@@ -238,7 +293,11 @@ def run_model(spec: str, work: Path, images: Path, args: argparse.Namespace) -> 
     print(f"== {name}: starting tfic, its gateway, BentoML and LitServe", file=sys.stderr, flush=True)
     with ExitStack() as stack:
         target, metrics = stack.enter_context(inference_server(base, name, ["--decode-workers", "2"]))
-        tfic_pid = _pid_listening(target)
+        targets = {"tfic-grpc": (target, metrics)}
+        if args.tfic_alt:
+            targets[ALT] = stack.enter_context(
+                inference_server(base, name, ["--decode-workers", "2", *shlex.split(args.tfic_alt)])
+            )
         gateway = stack.enter_context(
             _server(
                 [PYTHON, "-m", "gateway", "--log-level", "warning", "--host", "127.0.0.1",
@@ -266,15 +325,16 @@ def run_model(spec: str, work: Path, images: Path, args: argparse.Namespace) -> 
         _wait_http(ports["tfic-gateway"], "/invocations", image, "image/jpeg", gateway)
         _wait_http(ports["bentoml"], "/classify", json.dumps({"images": [b64]}).encode(), "application/json", bento)
         _wait_http(ports["litserve"], "/predict", json.dumps({"image": b64}).encode(), "application/json", lit)
-        pids = {"tfic": tfic_pid, "gateway": gateway.pid, "bentoml": bento.pid, "litserve": lit.pid}
+        pids = {"tfic": _pid_listening(target), "gateway": gateway.pid, "bentoml": bento.pid, "litserve": lit.pid}
+        if ALT in targets:
+            pids["tfic-alt"] = _pid_listening(targets[ALT][0])
         load_before = os.getloadavg()
-        rows = uvloop.run(
-            _measure(target, ports, name, image, pids, metrics, args.concurrency, args.seconds, args.rounds)
-        )
+        rows = uvloop.run(_measure(targets, ports, name, image, pids, args.concurrency, args.seconds, args.rounds))
     return {
         "model": name,
         "version_dir": str(version),
         "in_process": limit,
+        "tfic_alt_flags": args.tfic_alt,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "rows": rows,
@@ -329,19 +389,24 @@ def goals(limit: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _paths(entry: dict[str, Any]) -> tuple[str, ...]:
+    return (*PATHS, ALT) if ALT in entry["rows"][0] else PATHS
+
+
 def table(entry: dict[str, Any]) -> str:
     limit = entry["in_process"]
+    paths = _paths(entry)
     lines = [
         f"**{entry['model']}** — in-process limit {limit['limit_images_per_second']:.0f} images/s "
         f"(batch {limit['best_batch_size']}), single image p50 {limit['single_image_p50_ms']:.2f} ms",
         "",
-        "| clients | " + " | ".join(f"{p} img/s (p50 ms, CPU ms/req)" for p in PATHS) + " | tfic mean batch |",
-        "|---:|" + "---:|" * (len(PATHS) + 1),
+        "| clients | " + " | ".join(f"{p} img/s (p50 ms, CPU ms/req)" for p in paths) + " | tfic mean batch |",
+        "|---:|" + "---:|" * (len(paths) + 1),
     ]
     for row in entry["rows"]:
         cells = [
             f"{row[p]['throughput']:.0f} ({row[p]['p50_ms']:.1f}, {row[p]['server_cpu_ms_per_request']:.2f})"
-            for p in PATHS
+            for p in paths
         ]
         lines.append(
             f"| {row['concurrency']} | " + " | ".join(cells) + f" | {row['tfic-grpc']['mean_batch_size']:.1f} |"
@@ -359,8 +424,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for ax, entry in zip(axes[0], models, strict=True):
         xs = [r["concurrency"] for r in entry["rows"]]
-        for p, style in zip(PATHS, ("o-", "s-", "^--", "v--"), strict=True):
-            ax.plot(xs, [r[p]["throughput"] for r in entry["rows"]], style, label=p)
+        for p, style in zip(_paths(entry), ("o-", "s-", "^--", "v--", "o:"), strict=False):
+            label = f"tfic-grpc {entry['tfic_alt_flags']}" if p == ALT else p
+            ax.plot(xs, [r[p]["throughput"] for r in entry["rows"]], style, label=label)
         limit = entry["in_process"]["limit_images_per_second"]
         ax.axhline(limit, color="gray", linestyle=":", label=f"in-process limit ({limit:.0f}/s)")
         ax.set_xscale("log", base=2)
@@ -383,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/tfic-bench-inference"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "peers" / "results" / "peers.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "peers.png")
+    parser.add_argument(
+        "--tfic-alt",
+        metavar="FLAGS",
+        help='a second inference service with these flags, beside the default (e.g. "--tf-intra-op-threads 1")',
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.concurrency, args.seconds = "bench32:32,imagenet:efficientnet_lite0", "1,4,16", 3.0
