@@ -13,6 +13,7 @@ gives running ones ``shutdown_grace_seconds``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -38,7 +39,7 @@ from inference_svc.servicers.classifier import ClassifierServicer
 from inference_svc.servicers.model_control import SERVICE_NAME as MODEL_CONTROL
 from inference_svc.servicers.model_control import ModelControlServicer
 from inference_svc.servicers.tfserving_api import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
-from inference_svc.settings import Settings
+from inference_svc.settings import Settings, cpu_cores, intra_op_threads_per_batch
 from tfic import grpc_security as security
 from tfic.errors import FailedPrecondition
 from tfic.grpc_errors import ErrorInterceptor
@@ -255,6 +256,18 @@ class InferenceServer:
             heap.freeze()
 
 
+def process_settings(settings: Settings) -> Settings:
+    """``settings`` with the process-wide defaults an entry point resolves: TensorFlow's intra-op pool (0) sized
+    to one share of the cores per batch thread. Like thread priorities these are the whole process's, so an
+    embedded server (tests, a notebook) keeps its host's TensorFlow as it is."""
+    if settings.runtime != "tensorflow" or settings.tf_intra_op_threads:
+        return settings
+    cores, batch_threads = cpu_cores(), settings.batching.num_batch_threads
+    threads = intra_op_threads_per_batch(cores, batch_threads)
+    log.info("TensorFlow intra-op threads: %d (%d cores / %d batch threads)", threads, cores, batch_threads)
+    return dataclasses.replace(settings, tf_intra_op_threads=threads)
+
+
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     loop = asyncio.get_running_loop()
@@ -263,7 +276,7 @@ async def serve(settings: Settings) -> int:
     # entry point that owns the process sets them, before the first data-plane thread starts; a server
     # embedded in another program (the tests, a notebook) leaves that program's threads alone.
     priority.configure(settings.data_plane_niceness)
-    server = InferenceServer(settings)
+    server = InferenceServer(process_settings(settings))
     await server.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
