@@ -65,12 +65,13 @@ def cpu_cores(root: Path = CGROUP_ROOT) -> int:
 
 
 def intra_op_threads_per_batch(cores: int, batch_threads: int) -> int:
-    """TensorFlow's intra-op pool for ``batch_threads`` batches at once: one share of the cores each.
+    """TensorFlow's intra-op pool size for ``batch_threads`` batches at once: the cores divided among them.
 
-    One pool of all cores shared by concurrent batches oversubscribes the machine: its threads spin while
-    waiting, and two batches split every op between them. On 2 cores with 2 batch threads one thread per op
-    (against TensorFlow's 2) served EfficientNet-Lite0 with a third less CPU per request at one client and
-    1.5x the images/s at 4 (docs/inference.md, Tuning); a single large batch then has only its share.
+    The pool is one per process, shared by every running batch. TensorFlow's default, a pool of all cores,
+    split each op of two concurrent batches over the same threads, which spun while they waited. At size 1
+    there is no pool: each batch computes in its own thread. On 2 cores with 2 batch threads that served
+    EfficientNet-Lite0 with a third less CPU per request at one client and 1.5x the images/s at 4
+    (docs/inference.md, Tuning). Above 2 cores the smaller shared pool is reasoned from that, not measured.
     """
     return max(1, cores // max(1, batch_threads))
 
@@ -360,8 +361,8 @@ class Settings:
     )
     tf_intra_op_threads: int = setting(
         0,
-        "TensorFlow threads per op (0: the cores divided by --num-batch-threads, so batches running at once do "
-        "not share cores; embedded in another program, TensorFlow's own pool of all cores)",
+        "TensorFlow threads per op (0: the cores divided by --num-batch-threads, at least 1; on 2 cores each batch "
+        "then computes in its own thread; embedded in another program, TensorFlow's own pool of all cores)",
         minimum=0,
         group=RUNTIME,
     )

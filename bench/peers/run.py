@@ -118,6 +118,12 @@ def _wait_http(port: int, path: str, body: bytes, content_type: str, process: su
 
 def _tree_cpu(root: int, tick: int) -> float:
     """CPU seconds of ``root`` and all its descendants (live ones; workers live as long as the server)."""
+    return sum((int(fields[11]) + int(fields[12])) / tick for _, fields in _process_tree(root))
+
+
+def _process_tree(root: int) -> list[tuple[int, list[str]]]:
+    """``root`` and its live descendants, parents before children, each with its ``/proc/PID/stat`` fields
+    after the command name."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
@@ -130,13 +136,13 @@ def _tree_cpu(root: int, tick: int) -> float:
         pid = int(entry)
         stats[pid] = fields
         children.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0.0, [root]
+    tree, todo = [], [root]
     while todo:
-        pid = todo.pop()
+        pid = todo.pop(0)
         if pid in stats:
-            total += (int(stats[pid][11]) + int(stats[pid][12])) / tick
+            tree.append((pid, stats[pid]))
         todo.extend(children.get(pid, ()))
-    return total
+    return tree
 
 
 # The processes each path needs running; the others are stopped (SIGSTOP) while it is measured.
@@ -162,25 +168,23 @@ def _only(path: str, pids: dict[str, int]) -> Iterator[None]:
 
     An idle server is not idle: LitServe's worker polls its queues (0.11 cores measured with no request
     in flight), and the CPU it takes is CPU the measured server lacks. A real host runs one of them, so
-    each is measured alone. The gateway, BentoML and LitServe run in sessions of their own (their workers
-    are stopped with them); an inference service is one process.
+    each is measured alone. Each server is stopped with its whole process tree, found by parent pid: BentoML's
+    process manager starts every worker in a session of its own, so its process group holds only itself.
+    Parents stop before their children (none is left to restart a stopped worker) and resume after them.
     """
-    stopped = [name for name in pids if name not in NEEDS[path]]
-    for name in stopped:
-        _signal(name, pids[name], signal.SIGSTOP)
+    stopped = [pid for name in pids if name not in NEEDS[path] for pid, _ in _process_tree(pids[name])]
     try:
+        for pid in stopped:
+            _signal(pid, signal.SIGSTOP)
         yield
     finally:
-        for name in stopped:
-            _signal(name, pids[name], signal.SIGCONT)
+        for pid in reversed(stopped):
+            _signal(pid, signal.SIGCONT)
 
 
-def _signal(name: str, pid: int, sig: signal.Signals) -> None:
+def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
-        if name.startswith("tfic"):
-            os.kill(pid, sig)
-        else:
-            os.killpg(pid, sig)
+        os.kill(pid, sig)
 
 
 def _probe(pids: dict[str, int]) -> Callable[[], tuple[float, ...]]:
@@ -409,7 +413,11 @@ def table(entry: dict[str, Any]) -> str:
             for p in paths
         ]
         lines.append(
-            f"| {row['concurrency']} | " + " | ".join(cells) + f" | {row['tfic-grpc']['mean_batch_size']:.1f} |"
+            f"| {row['concurrency']} | "
+            + " | ".join(cells)
+            + " | "
+            + " / ".join(f"{row[p]['mean_batch_size']:.1f}" for p in paths if "mean_batch_size" in row[p])
+            + " |"
         )
     return "\n".join(lines)
 
@@ -452,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tfic-alt",
         metavar="FLAGS",
-        help='a second inference service with these flags, beside the default (e.g. "--tf-intra-op-threads 1")',
+        help='a second inference service with these flags, beside the default (--tfic-alt="--tf-intra-op-threads 1")',
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -466,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = [run_model(spec, args.work, images, args) for spec in args.models.split(",")]
     results = {
         "machine": {"cores": len(os.sched_getaffinity(0))},
-        "command": " ".join(["python -m bench.peers.run", *(argv if argv is not None else sys.argv[1:])]),
+        "command": "python -m bench.peers.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
         "wall_seconds": time.time() - started,

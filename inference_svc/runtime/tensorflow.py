@@ -43,8 +43,9 @@ _MIXED_PRECISION_PASSES = {"float16": "auto_mixed_precision", "bfloat16": "auto_
 def configure(options: TensorFlowOptions) -> list[str]:
     """Thread pools and GPU memory growth; only the first call in a process has an effect.
 
-    Returns the GPUs TensorFlow sees. On a CPU the defaults (one intra-op pool the size of the
-    machine, shared by concurrent batches) are usually best; see docs/inference.md.
+    Returns the GPUs TensorFlow sees. ``intra_op_threads`` 0 keeps TensorFlow's pool of all cores; the
+    entry point passes cores / batch threads instead (``inference_svc.server.process_settings``, see
+    docs/inference.md, Tuning).
     """
     global _done
     import tensorflow as tf
@@ -68,9 +69,11 @@ def configure(options: TensorFlowOptions) -> list[str]:
             except RuntimeError as exc:
                 log.warning("GPU memory growth not enabled on %s: %s", gpu.name, exc)
         log.info(
-            "TensorFlow %s on %s",
+            "TensorFlow %s on %s; thread pools: intra-op %s, inter-op %s (0: TensorFlow's default)",
             tf.__version__,
             ", ".join(g.name for g in gpus) if gpus else "CPU",
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
         )
         return [g.name for g in gpus]
 
