@@ -55,7 +55,6 @@ INPUT_IMAGES = "images"
 OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_CLASSES = "classes"
 
-
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TMP_PREFIX = ".tmp-"
 

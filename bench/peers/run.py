@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -116,49 +117,44 @@ def _wait_http(port: int, path: str, body: bytes, content_type: str, process: su
     raise RuntimeError(f"nothing answered on port {port} in 10 minutes")
 
 
-def _tree_cpu(root: int, tick: int) -> float:
-    """CPU seconds of ``root`` and all its descendants (live ones; workers live as long as the server)."""
-    return sum((int(fields[11]) + int(fields[12])) / tick for _, fields in _process_tree(root))
+class _ProcessTable:
+    """One read of ``/proc``: every live process's ``stat`` fields (after the command name) and children."""
+
+    def __init__(self) -> None:
+        self.stats: dict[int, list[str]] = {}
+        self.children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.stats[int(entry)] = fields
+            self.children.setdefault(int(fields[1]), []).append(int(entry))
+
+    def tree(self, root: int) -> list[int]:
+        """``root`` and its live descendants, parents before children."""
+        tree, todo = [], deque([root])
+        while todo:
+            pid = todo.popleft()
+            if pid in self.stats:
+                tree.append(pid)
+            todo.extend(self.children.get(pid, ()))
+        return tree
+
+    def cpu_seconds(self, root: int, tick: int) -> float:
+        """CPU seconds of ``root`` and all its descendants (live ones; workers live as long as the server)."""
+        return sum((int(self.stats[p][11]) + int(self.stats[p][12])) / tick for p in self.tree(root))
 
 
-def _process_tree(root: int) -> list[tuple[int, list[str]]]:
-    """``root`` and its live descendants, parents before children, each with its ``/proc/PID/stat`` fields
-    after the command name."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry)
-        stats[pid] = fields
-        children.setdefault(int(fields[1]), []).append(pid)
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop(0)
-        if pid in stats:
-            tree.append((pid, stats[pid]))
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-# The processes each path needs running; the others are stopped (SIGSTOP) while it is measured.
+# The processes each path needs running, its own server last; the others are stopped (SIGSTOP) while it is measured.
 NEEDS = {
     "tfic-grpc": ("tfic",),
     "tfic-gateway": ("tfic", "gateway"),
     "bentoml": ("bentoml",),
     "litserve": ("litserve",),
     ALT: ("tfic-alt",),
-}
-SERVER_OF = {
-    "tfic-grpc": "tfic",
-    "tfic-gateway": "gateway",
-    "bentoml": "bentoml",
-    "litserve": "litserve",
-    ALT: "tfic-alt",
 }
 
 
@@ -172,7 +168,8 @@ def _only(path: str, pids: dict[str, int]) -> Iterator[None]:
     process manager starts every worker in a session of its own, so its process group holds only itself.
     Parents stop before their children (none is left to restart a stopped worker) and resume after them.
     """
-    stopped = [pid for name in pids if name not in NEEDS[path] for pid, _ in _process_tree(pids[name])]
+    table = _ProcessTable()
+    stopped = [pid for name in pids if name not in NEEDS[path] for pid in table.tree(pids[name])]
     try:
         for pid in stopped:
             _signal(pid, signal.SIGSTOP)
@@ -193,7 +190,8 @@ def _probe(pids: dict[str, int]) -> Callable[[], tuple[float, ...]]:
 
     def read() -> tuple[float, ...]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return (*(_tree_cpu(pids[n], tick) for n in names), usage.ru_utime + usage.ru_stime)
+        table = _ProcessTable()
+        return (*(table.cpu_seconds(pids[n], tick) for n in names), usage.ru_utime + usage.ru_stime)
 
     return read
 
@@ -231,7 +229,7 @@ async def _measure(
     """``targets``: the gRPC paths (``tfic-grpc``, and ``tfic-grpc-alt`` if started) → (HOST:PORT, metrics URL)."""
     probe = _probe(pids)
     cpu_index = {name: i for i, name in enumerate(pids)}
-    paths = (*PATHS, ALT) if ALT in targets else PATHS
+    paths = _paths(ALT in targets)
     b64 = base64.b64encode(image).decode()
     bodies = {
         "tfic-gateway": ("/invocations", image, {"Content-Type": "image/jpeg", "Accept": "application/json"}),
@@ -262,7 +260,7 @@ async def _measure(
                             await conn.close()
             row: dict[str, Any] = {"concurrency": c}
             for path in paths:
-                row[path] = _summary(runs[path], cpu_index, SERVER_OF[path])
+                row[path] = _summary(runs[path], cpu_index, NEEDS[path][-1])
             # The gateway's own CPU is on top of the inference service's it calls.
             row["tfic-gateway"]["server_cpu_ms_per_request"] += _summary(runs["tfic-gateway"], cpu_index, "tfic")[
                 "server_cpu_ms_per_request"
@@ -393,13 +391,13 @@ def goals(limit: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _paths(entry: dict[str, Any]) -> tuple[str, ...]:
-    return (*PATHS, ALT) if ALT in entry["rows"][0] else PATHS
+def _paths(alt: bool) -> tuple[str, ...]:
+    return (*PATHS, ALT) if alt else PATHS
 
 
 def table(entry: dict[str, Any]) -> str:
     limit = entry["in_process"]
-    paths = _paths(entry)
+    paths = _paths(ALT in entry["rows"][0])
     lines = [
         f"**{entry['model']}** — in-process limit {limit['limit_images_per_second']:.0f} images/s "
         f"(batch {limit['best_batch_size']}), single image p50 {limit['single_image_p50_ms']:.2f} ms",
@@ -432,7 +430,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for ax, entry in zip(axes[0], models, strict=True):
         xs = [r["concurrency"] for r in entry["rows"]]
-        for p, style in zip(_paths(entry), ("o-", "s-", "^--", "v--", "o:"), strict=False):
+        for p, style in zip(_paths(ALT in entry["rows"][0]), ("o-", "s-", "^--", "v--", "o:"), strict=False):
             label = f"tfic-grpc {entry['tfic_alt_flags']}" if p == ALT else p
             ax.plot(xs, [r[p]["throughput"] for r in entry["rows"]], style, label=label)
         limit = entry["in_process"]["limit_images_per_second"]
