@@ -28,6 +28,8 @@ from tfic.settings import check, nested, setting
 
 RUNTIMES = ("tensorflow", "tfserving")
 EVENT_LOOPS = ("uvloop", "asyncio")
+# How the data plane yields to the event loop (inference_svc/priority.py).
+DATA_PLANE_POLICIES = ("nice", "idle")
 MIXED_PRECISIONS = ("off", "float16", "bfloat16")
 MIB = 1024 * 1024
 
@@ -317,6 +319,15 @@ class Settings:
         "(Linux; 0: all threads at the process's priority)",
         minimum=0,
         maximum=19,
+        group=LIMITS,
+    )
+    data_plane_policy: str = setting(
+        "nice",
+        "how the data plane yields to the event loop: nice (the niceness above only) or idle (also Linux's "
+        "SCHED_IDLE, no privilege needed: the loop preempts it at once, which shortens a refusal's wait under "
+        "saturation; but it yields to every normal thread on the core, and refusing clients that retry without "
+        "back-off then starve it: docs/inference.md)",
+        choices=DATA_PLANE_POLICIES,
         group=LIMITS,
     )
     max_decode_queue: int = setting(

@@ -7,6 +7,7 @@ a time, variant by variant in interleaved rounds:
 
 * ``admission``: this tree, ``--max-concurrent-requests LIMIT``: refused before the request is read, with the
   data plane's threads at a lower priority than the event loop (``--data-plane-niceness``, default 10);
+* ``admission_idle``: the same with ``--data-plane-policy idle``: the data plane also under ``SCHED_IDLE``;
 * ``admission_one_priority``: the same with ``--data-plane-niceness 0``: every thread at one priority;
 * ``decode_queue``: ``--max-concurrent-requests 0 --max-decode-queue LIMIT``, the earliest check before
   admission control: the request is read, parsed and routed first;
@@ -123,6 +124,7 @@ def variants(limit: int, baseline: Path | None) -> list[tuple[str, Path, list[st
     off = [] if baseline is not None else ["--max-concurrent-requests", "0", "--data-plane-niceness", "0"]
     return [
         ("admission", ROOT, ["--max-concurrent-requests", str(limit)]),
+        ("admission_idle", ROOT, ["--max-concurrent-requests", str(limit), "--data-plane-policy", "idle"]),
         ("admission_one_priority", ROOT, ["--max-concurrent-requests", str(limit), "--data-plane-niceness", "0"]),
         ("decode_queue", old, [*off, "--max-decode-queue", str(limit)]),
         ("batch_queue", old, [*off, "--max-enqueued-batches", "1"]),

@@ -15,25 +15,27 @@ from pathlib import Path
 import grpc
 import pytest
 
+from inference_svc.priority import thread_is_idle
 from tests.inference_svc.support import MODEL, encode, random_image, run_entry_point, wait_serving
 from tfic.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 pytestmark = pytest.mark.skipif(os.uname().sysname != "Linux", reason="per-thread priorities are Linux's")
 
 
-def threads(pid: int) -> list[tuple[int, str, int]]:
-    """(thread id, name, nice value) of every thread of ``pid``."""
+def threads(pid: int) -> list[tuple[int, str, int, bool]]:
+    """(thread id, name, nice value, whether under SCHED_IDLE) of every thread of ``pid``."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            found.append((int(task.name), name, os.getpriority(os.PRIO_PROCESS, int(task.name))))
+            tid = int(task.name)
+            found.append((tid, name, os.getpriority(os.PRIO_PROCESS, tid), thread_is_idle(tid)))
         except OSError:  # exited meanwhile
             continue
     return found
 
 
-def serve_and_classify(base_path: Path, *flags: str) -> tuple[int, list[tuple[int, str, int]]]:
+def serve_and_classify(base_path: Path, *flags: str) -> tuple[int, list[tuple[int, str, int, bool]]]:
     with run_entry_point(base_path, "--decode-workers", "2", *flags) as server:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             wait_serving(channel, MODEL)
@@ -51,16 +53,34 @@ def test_decode_batch_and_tensorflow_threads_run_below_the_event_loop(base_path:
     base = os.getpriority(os.PRIO_PROCESS, os.getpid())  # the server inherits this process's
     lowered = min(19, base + 7)
     pid, found = serve_and_classify(base_path, "--data-plane-niceness", "7")
-    nice_of = {tid: nice for tid, _, nice in found}
-    tensorflow = [nice for _, name, nice in found if name.startswith("tf_")]
+    nice_of = {tid: nice for tid, _, nice, _ in found}
+    tensorflow = [nice for _, name, nice, _ in found if name.startswith("tf_")]
     assert tensorflow and set(tensorflow) == {lowered}
     # Two decode workers and two batch threads (the tests' default), at least, are Python threads lowered.
-    assert sum(1 for _, name, nice in found if name == "python" and nice == lowered) >= 4
+    assert sum(1 for _, name, nice, _ in found if name == "python" and nice == lowered) >= 4
     assert nice_of[pid] == base  # the main thread: the event loop
-    assert {nice for _, name, nice in found if name.startswith(("grpc", "event_engine"))} == {base}
+    assert {nice for _, name, nice, _ in found if name.startswith(("grpc", "event_engine"))} == {base}
 
 
 def test_niceness_zero_leaves_every_thread_at_the_process_priority(base_path: Path) -> None:
     base = os.getpriority(os.PRIO_PROCESS, os.getpid())
     _, found = serve_and_classify(base_path, "--data-plane-niceness", "0")
-    assert {nice for _, _, nice in found} == {base}
+    assert {nice for _, _, nice, _ in found} == {base}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_idle_policy_puts_the_data_plane_under_sched_idle_and_leaves_the_loop_and_grpc_alone(
+    base_path: Path,
+) -> None:
+    pid, found = serve_and_classify(base_path, "--data-plane-policy", "idle", "--data-plane-niceness", "0")
+    idle = {tid for tid, _, _, is_idle in found if is_idle}
+    tensorflow = {tid for tid, name, _, _ in found if name.startswith("tf_")}
+    assert tensorflow and tensorflow <= idle
+    assert sum(1 for tid, name, _, _ in found if name == "python" and tid in idle) >= 4  # decode and batch workers
+    assert pid not in idle  # the event loop
+    assert not {tid for tid, name, _, _ in found if name.startswith(("grpc", "event_engine"))} & idle
+
+
+def test_the_default_policy_puts_no_thread_under_sched_idle(base_path: Path) -> None:
+    _, found = serve_and_classify(base_path)
+    assert not [name for _, name, _, is_idle in found if is_idle]
