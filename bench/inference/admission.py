@@ -14,6 +14,10 @@ a time, variant by variant in interleaved rounds:
 * ``batch_queue``: ``--max-concurrent-requests 0 --max-enqueued-batches 1``: refused by the full batch queue,
   after the request has been decoded (what overload looked like in issue 15).
 
+``--image-size 32x32`` (nothing to decode), ``--model-size efficientnet_lite0`` (inference fills the cores, the
+event loop is lightly loaded) and ``--limit 1 --concurrency 1`` (one call at a time) separate what sets a
+refusal's latency; ``--only`` picks variants.
+
 With ``--baseline TREE`` (a checkout of an older commit, e.g. main before admission control) the two old
 variants run from that tree instead, so before and after are measured side by side in one run.
 
@@ -132,11 +136,20 @@ def variants(limit: int, baseline: Path | None) -> list[tuple[str, Path, list[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = args.work / "models-admission"
-    export_bench_model(base, MODEL, 32)
-    images = args.work / "images"
-    write_images(images, 64, 640, 480)
     chosen = variants(args.limit, args.baseline)
+    if args.only:
+        names = args.only.split(",")
+        unknown = set(names) - {name for name, _, _ in chosen}
+        if unknown:
+            raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {[n for n, _, _ in chosen]}")
+        chosen = [v for v in chosen if v[0] in names]
+    # The model and image size are part of the directory names, so runs with other ones never mix files.
+    size = int(args.model_size) if args.model_size.isdigit() else args.model_size
+    base = args.work / f"models-admission-{args.model_size}"
+    export_bench_model(base, MODEL, size)
+    width, height = (int(n) for n in args.image_size.split("x"))
+    images = args.work / f"images-{args.image_size}"
+    write_images(images, 64, width, height)
     backoffs: list[float | None] = [None if b == "retry_info" else float(b) for b in args.backoffs.split(",")]
     rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with ExitStack() as stack:
@@ -161,8 +174,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result |= {"variant": name, "flags": flags, "round": round_ + 1}
                     rounds[name].append(result)
                     print(json.dumps(brief(result)), flush=True)
-    return {"model": MODEL, "limit": args.limit, "baseline": str(args.baseline) if args.baseline else None,
-            "concurrency": args.concurrency, "runs": rounds, "goal": goal(rounds.get("admission", []))}  # fmt: skip
+    return {"model": MODEL, "model_size": args.model_size, "image_size": args.image_size, "limit": args.limit,
+            "baseline": str(args.baseline) if args.baseline else None, "concurrency": args.concurrency,
+            "runs": rounds, "goal": goal(rounds.get("admission", []))}  # fmt: skip
 
 
 def client(target: str, images: Path, concurrency: int, seconds: float) -> list[str]:
@@ -235,6 +249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--probe-pause", type=float, default=0.02, help="seconds between the probe client's calls (one at a time)"
     )
+    parser.add_argument(
+        "--model-size",
+        default="32",
+        help="the served model: the small CNN at this many pixels, or a backbone "
+        "(efficientnet_lite0: real ImageNet weights at 224 px, where inference, not the event loop, fills the cores)",
+    )
+    parser.add_argument(
+        "--image-size", default="640x480", help="WIDTHxHEIGHT of the JPEGs sent (32x32: no decode work)"
+    )
+    parser.add_argument("--only", help="comma-separated variants to run (default: all)")
     parser.add_argument("--baseline", type=Path, help="a source tree to run the old variants from (e.g. main)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tfic-bench-inference"))
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "inference" / "results" / "admission.json")
