@@ -30,8 +30,6 @@ import sys
 import threading
 from pathlib import Path
 
-from inference_svc.settings import DATA_PLANE_POLICIES
-
 log = logging.getLogger(__name__)
 
 # TensorFlow's own C++ pools (intra-op ``tf_Compute``, ``tf_graph_runner``, …), created lazily inside TF:
@@ -45,12 +43,10 @@ _niceness = 0
 _idle = False
 
 
-def configure(niceness: int, policy: str = "nice") -> None:
+def configure(niceness: int, idle: bool = False) -> None:
     global _niceness, _idle
-    if policy not in DATA_PLANE_POLICIES:
-        raise ValueError(f"unknown data-plane policy {policy!r}; one of {', '.join(DATA_PLANE_POLICIES)}")
     _niceness = niceness if _SUPPORTED else 0
-    _idle = policy == "idle" and _IDLE_SUPPORTED
+    _idle = idle and _IDLE_SUPPORTED
 
 
 def _active() -> bool:
@@ -61,11 +57,12 @@ def _lower(tid: int) -> bool:
     """Give ``tid`` the data plane's priority unless it has it already; whether it moved."""
     moved = False
     try:
-        # Relative to the process's own priority (a `nice tfic serve inference` keeps its offset).
-        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _niceness)
-        if _niceness > 0 and os.getpriority(os.PRIO_PROCESS, tid) < target:
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-            moved = True
+        if _niceness > 0:
+            # Relative to the process's own priority (a `nice tfic serve inference` keeps its offset).
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _niceness)
+            if os.getpriority(os.PRIO_PROCESS, tid) < target:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+                moved = True
         if _idle and os.sched_getscheduler(tid) != os.SCHED_IDLE:
             os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             moved = True

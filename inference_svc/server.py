@@ -275,7 +275,7 @@ async def serve(settings: Settings) -> int:
     # Thread priorities are the process's (TensorFlow's pools are shared by everything in it), so only the
     # entry point that owns the process sets them, before the first data-plane thread starts; a server
     # embedded in another program (the tests, a notebook) leaves that program's threads alone.
-    priority.configure(settings.data_plane_niceness, settings.data_plane_policy)
+    priority.configure(settings.data_plane_niceness, idle=settings.data_plane_policy == "idle")
     server = InferenceServer(process_settings(settings))
     await server.start()
     stop = asyncio.Event()
