@@ -1,4 +1,4 @@
-"""Decoding and resizing in a bounded pool of threads, off the event loop.
+"""Decoding and resizing in a bounded pool of threads or processes, off the event loop.
 
 Each image goes through tfic's one preprocessing definition (:func:`tfic.imaging.decode_resize`), the
 pixels the model was trained on and its exported ``serving_default`` signature computes. Pillow releases
@@ -6,6 +6,9 @@ the GIL while it decodes and resizes, so threads use every core. The definition 
 1/4 or 1/8 scale in the DCT when the model's input is that much smaller, which makes a 5-megapixel photo
 4× cheaper than a full decode; ``use_draft=False`` (``--no-use-draft``) decodes at full size instead,
 an opt-in that is not the model's definition (its measured skew is in docs/inference.md).
+
+``pool="processes"`` decodes in worker processes instead (:mod:`inference_svc.decode_processes`: why, and the
+wire): the same definition, the same errors, no decode work under the server's GIL.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from inference_svc.decode_processes import DecodeProcesses
 from inference_svc.metrics import Metrics, cancel_reason
 from inference_svc.workers import WorkerPool
 from tfic.errors import DeadlineExceeded, ImageTooLarge, InvalidArgument, InvalidImage, ResourceExhausted, TficError
@@ -31,17 +35,39 @@ class Preprocessor:
         use_draft: bool = True,
         max_queue: int = 1024,
         metrics: Metrics | None = None,
+        pool: str = "threads",
+        priority: tuple[int, bool] = (0, False),
     ) -> None:
+        """``pool``: "threads" or "processes"; ``priority``: the processes' (niceness, SCHED_IDLE), as
+        :func:`inference_svc.priority.data_plane` says (threads lower themselves)."""
         self.limits = limits
         self.use_draft = use_draft
         self.max_queue = max_queue
         self._metrics = metrics
-        self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
+        self._pool: WorkerPool | None = None
+        self._processes: DecodeProcesses | None = None
+        if pool == "processes":
+            self._processes = DecodeProcesses(workers, limits, use_draft, *priority, on_drop=self._count_dropped)
+        else:
+            self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
         self._queued = 0  # images submitted and not finished; touched on the event loop only
+
+    async def start(self) -> None:
+        """Start the decode processes, if any (threads start with the object)."""
+        if self._processes is not None:
+            await self._processes.start()
 
     @property
     def thread_ids(self) -> list[int]:
-        return self._pool.thread_ids
+        return self._pool.thread_ids if self._pool is not None else []
+
+    @property
+    def process_ids(self) -> list[int]:
+        return self._processes.pids if self._processes is not None else []
+
+    def _count_dropped(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count_dropped("decode", reason)
 
     def _count_cancelled(self, args: tuple[Any, ...]) -> None:
         if self._metrics is not None:
@@ -90,6 +116,9 @@ class Preprocessor:
                 )
         height, width = size
         out = np.empty((n, height, width, 3), dtype=np.uint8)
+        if self._processes is not None:
+            return await self._decode_in_processes(self._processes, images, size, interpolation, deadline, out)
+        assert self._pool is not None
         self._queued += n
         try:
             futures = [
@@ -112,8 +141,39 @@ class Preprocessor:
                 raise result
         return out
 
+    async def _decode_in_processes(
+        self,
+        processes: DecodeProcesses,
+        images: Sequence[bytes],
+        size: tuple[int, int],
+        interpolation: str,
+        deadline: float | None,
+        out: np.ndarray,
+    ) -> np.ndarray:
+        n = len(images)
+        self._queued += n
+        try:
+            futures = [processes.submit(data, size, interpolation, deadline) for data in images]
+            # Cancelling the gather cancels the jobs: those still waiting in the server are never sent.
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            self._queued -= n
+        for i, result in enumerate(results):
+            if isinstance(result, BaseException):
+                if isinstance(result, TficError):
+                    raise _named(i, n, result) from None
+                raise result
+            pixels, seconds = result
+            out[i] = pixels
+            if self._metrics is not None:
+                self._metrics.decode_seconds.observe(seconds)
+        return out
+
     def close(self) -> None:
-        self._pool.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._processes is not None:
+            self._processes.close()
 
 
 def _named(index: int, count: int, exc: TficError) -> TficError:

@@ -49,26 +49,39 @@ def configure(niceness: int, idle: bool = False) -> None:
     _idle = idle and _IDLE_SUPPORTED
 
 
+def data_plane() -> tuple[int, bool]:
+    """The data plane's (niceness, SCHED_IDLE) as configured: what the decode processes take."""
+    return _niceness, _idle
+
+
 def _active() -> bool:
     return _niceness > 0 or _idle
 
 
-def _lower(tid: int) -> bool:
-    """Give ``tid`` the data plane's priority unless it has it already; whether it moved."""
+def _lower(tid: int, niceness: int | None = None, idle: bool | None = None) -> bool:
+    """Give ``tid`` the data plane's priority (or the one given) unless it has it already; whether it moved."""
+    niceness = _niceness if niceness is None else niceness
+    idle = _idle if idle is None else idle and _IDLE_SUPPORTED
     moved = False
     try:
-        if _niceness > 0:
+        if niceness > 0 and _SUPPORTED:
             # Relative to the process's own priority (a `nice tfic serve inference` keeps its offset).
-            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _niceness)
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + niceness)
             if os.getpriority(os.PRIO_PROCESS, tid) < target:
                 os.setpriority(os.PRIO_PROCESS, tid, target)
                 moved = True
-        if _idle and os.sched_getscheduler(tid) != os.SCHED_IDLE:
+        if idle and os.sched_getscheduler(tid) != os.SCHED_IDLE:
             os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             moved = True
     except OSError as exc:  # a thread that has just exited, or a sandbox that forbids it
         log.debug("could not lower thread %d's priority: %s", tid, exc)
     return moved
+
+
+def lower_process(pid: int, niceness: int, idle: bool) -> None:
+    """A single-threaded child process (a decode worker) at the given data-plane priority, set by its parent so
+    it holds from the child's first instruction (for a process's main thread, tid = pid)."""
+    _lower(pid, niceness, idle)
 
 
 def lower_current_thread() -> None:

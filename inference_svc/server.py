@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc import aio
@@ -28,7 +28,8 @@ from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from inference_svc import heap, priority
-from inference_svc.admission import AdmissionInterceptor
+from inference_svc.accept import Accepters, HandlerRecorder
+from inference_svc.admission import ADMITTED, AdmissionInterceptor
 from inference_svc.metrics import Metrics
 from inference_svc.predictor import Predictor
 from inference_svc.preprocess import Preprocessor
@@ -131,12 +132,19 @@ class InferenceServer:
         self.metrics_port: int | None = None
         self._factory = runtime_factory if runtime_factory is not None else default_runtime_factory(settings)
         self.preprocessor = Preprocessor(
-            settings.decode_workers, settings.limits, settings.use_draft, settings.max_decode_queue, self.metrics
+            settings.decode_workers,
+            settings.limits,
+            settings.use_draft,
+            settings.max_decode_queue,
+            self.metrics,
+            pool=settings.decode_pool,
+            priority=priority.data_plane(),
         )
         self.repository = ModelRepository(settings, self._factory, self.metrics, self._schedule_health)
         self.predictor = Predictor(self.repository, self.preprocessor, settings)
         self.health = health_aio.HealthServicer()
         self.admission = AdmissionInterceptor(settings.max_concurrent_requests, self.metrics)
+        self.accepters = Accepters(settings.accept_depth)
         self._server: aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._health_dirty = False
@@ -151,9 +159,12 @@ class InferenceServer:
         # anything reads the request.
         interceptors = [*security.interceptors(s.auth_token), self.admission, _ErrorInterceptor()]
         server = aio.server(interceptors=interceptors, options=grpc_options(s))
-        classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), server)
+        # The generated add_*_to_server functions take anything with the two add_* methods; the recorder keeps
+        # the handlers the extra accepters serve.
+        recorder = cast(aio.Server, HandlerRecorder(server))
+        classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), recorder)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.predictor, self.metrics), server
+            PredictionServicer(self.predictor, self.metrics), recorder
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
         model_control_pb2_grpc.add_ModelControlServicer_to_server(ModelControlServicer(self.repository), server)
@@ -185,8 +196,10 @@ class InferenceServer:
                 self.metrics_port = self.metrics.serve(metrics_host, s.metrics_port)
             except OSError as exc:
                 raise FailedPrecondition(f"cannot serve metrics on {metrics_host}:{s.metrics_port}: {exc}") from None
+        await self.preprocessor.start()  # before the first call can arrive
         await server.start()
         self._server = server
+        self.accepters.start(server, cast(HandlerRecorder, recorder).registered, ADMITTED, interceptors)
         how = security.describe(s.tls_cert, s.tls_client_ca, s.auth_token)
         metrics = f"http://{metrics_host}:{self.metrics_port}/metrics" if self.metrics_port is not None else "off"
         # On stderr whatever the log level, as the gateway does: scripts and `tfic up` wait for this line.
@@ -210,6 +223,7 @@ class InferenceServer:
             log.info("draining for %.1f s", drain)
             await asyncio.sleep(drain)  # the drain period itself: load balancers see NOT_SERVING
         if self._server is not None:
+            self.accepters.stop()
             await self._server.stop(grace)
         await self.repository.close()
         self.preprocessor.close()

@@ -30,6 +30,7 @@ RUNTIMES = ("tensorflow", "tfserving")
 EVENT_LOOPS = ("uvloop", "asyncio")
 # How the data plane yields to the event loop (inference_svc/priority.py).
 DATA_PLANE_POLICIES = ("nice", "idle")
+DECODE_POOLS = ("threads", "processes")
 MIXED_PRECISIONS = ("off", "float16", "bfloat16")
 MIB = 1024 * 1024
 
@@ -303,12 +304,29 @@ class Settings:
         minimum=1,
         group=LIMITS,
     )
+    decode_pool: str = setting(
+        "threads",
+        "where images are decoded: threads of the server process, or worker processes (as many as "
+        "--decode-workers; no decode work under the server's GIL, so the event loop never waits for a decoder, "
+        "and decoding scales past one interpreter: docs/inference.md, Decode processes)",
+        choices=DECODE_POOLS,
+        group=LIMITS,
+    )
     max_concurrent_requests: int = setting(
         128,
         "inference calls (Classify, Predict) handled at once, from before the request is read until the answer; "
         "more are refused at once with RESOURCE_EXHAUSTED and a 1 s RetryInfo (HTTP 429 at the gateway), before "
         "any of their bytes are read or decoded. Size it as throughput x the queueing delay you accept "
         "(docs/inference.md, Admission control); 0: no limit",
+        minimum=0,
+        group=LIMITS,
+    )
+    accept_depth: int = setting(
+        32,
+        "calls of each inference method gRPC's core may hand to the server at once, beyond grpc.aio's one: a "
+        "burst of calls (a batch's clients sending their next) reaches the event loop in one turn instead of "
+        "one call per turn, so a refusal does not queue behind the burst (docs/inference.md, Admission "
+        "control); 0: grpc.aio's own single accept",
         minimum=0,
         group=LIMITS,
     )

@@ -126,9 +126,13 @@ def variants(limit: int, baseline: Path | None) -> list[tuple[str, Path, list[st
     old = baseline if baseline is not None else ROOT
     # An older tree has neither flag; from this one the old checks run as they did, at one priority.
     off = [] if baseline is not None else ["--max-concurrent-requests", "0", "--data-plane-niceness", "0"]
+    admit = ["--max-concurrent-requests", str(limit)]
     return [
-        ("admission", ROOT, ["--max-concurrent-requests", str(limit)]),
-        ("admission_idle", ROOT, ["--max-concurrent-requests", str(limit), "--data-plane-policy", "idle"]),
+        ("admission", ROOT, admit),
+        ("admission_single_accept", ROOT, [*admit, "--accept-depth", "0"]),
+        ("admission_processes", ROOT, [*admit, "--decode-pool", "processes"]),
+        ("admission_processes_idle", ROOT, [*admit, "--decode-pool", "processes", "--data-plane-policy", "idle"]),
+        ("admission_idle", ROOT, [*admit, "--data-plane-policy", "idle"]),
         ("admission_one_priority", ROOT, ["--max-concurrent-requests", str(limit), "--data-plane-niceness", "0"]),
         ("decode_queue", old, [*off, "--max-decode-queue", str(limit)]),
         ("batch_queue", old, [*off, "--max-enqueued-batches", "1"]),

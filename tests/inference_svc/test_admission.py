@@ -127,3 +127,32 @@ async def test_a_client_that_gives_up_frees_its_slot(gated: tuple[InferenceServe
         runtime.gate.set()
         answer = await stub.Classify(classify(), timeout=30)
         assert answer.results[0].predicted_label
+
+
+@pytest.mark.parametrize("depth", [0, 4])
+async def test_extra_accepters_take_the_calls_a_burst_brings_and_the_server_stops_with_them_outstanding(
+    base_path: Path, depth: int
+) -> None:
+    from inference_svc import accept
+
+    # The installed grpcio is the one accept.py was written against; if this fails, grpc's internals moved.
+    assert accept.supported()
+    async with gated_server(base_path, 8, max_concurrent_requests=LIMIT, accept_depth=depth) as (server, factory):
+        (runtime,) = factory.runtimes
+        runtime.gate.clear()
+        async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            burst = [asyncio.ensure_future(stub.Classify(classify(), timeout=30)) for _ in range(LIMIT + 4)]
+            await wait_until(lambda: server.admission.in_flight == LIMIT, what="the limit's calls to be admitted")
+            runtime.gate.set()
+            outcomes = await asyncio.gather(*burst, return_exceptions=True)
+        codes = sorted("OK" if not isinstance(o, grpc.RpcError) else o.code().name for o in outcomes)
+        assert codes == ["OK"] * LIMIT + ["RESOURCE_EXHAUSTED"] * 4  # the same answers however they are accepted
+        if depth:
+            # gRPC's own loop holds one request in the core and the accepters four more: most of a burst is theirs.
+            assert server.accepters.accepted >= 2
+        else:
+            assert server.accepters.accepted == 0
+    # Leaving the context stopped the server with the accepters' requests still outstanding in the core: the
+    # shutdown failed them, and every accepter ended.
+    await wait_until(lambda: not server.accepters._tasks, 10, "the accepters to end")

@@ -193,3 +193,36 @@ async def test_omit_labels_sends_the_numbers_without_the_strings(channel: aio.Ch
             # top_k 0: the indices are 0..C-1, so they are left out too; top_k K: the ranking is kept.
             assert list(b.label_indices) == (list(f.label_indices) if k else [])
             assert LABELS[b.predicted_index] == f.predicted_label
+
+
+async def test_decode_processes_answer_what_the_saved_model_answers(base_path: Path, images: list[bytes]) -> None:
+    import os
+
+    from tests.inference_svc.support import make_settings, wait_until
+
+    server = await InferenceServer(make_settings(base_path, decode_pool="processes", decode_workers=2)).start()
+    try:
+        await wait_until(lambda: server.repository.available(MODEL), what="tiny/1 to load")
+        pids = server.preprocessor.process_ids
+        assert len(pids) == 2 and os.getpid() not in pids
+        async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            request = classifier_pb2.ClassifyRequest(model=common_pb2.ModelSpec(name=MODEL), images=images)
+            response = await stub.Classify(request, timeout=30)
+            served = np.array([list(r.probabilities) for r in response.results])
+            pixels = tf.constant(pillow_pixels(images))
+            expected = saved_model_outputs(base_path / MODEL / "1", "predict_images", images=pixels)
+            np.testing.assert_allclose(served, expected["probabilities"], atol=1e-5)
+            # A broken image gets the error the threads give, naming it, and the server keeps serving.
+            request.images[1] = b"not an image"
+            with pytest.raises(grpc.RpcError) as info:
+                await stub.Classify(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (info.value.details() or "").startswith("image 1: ")
+            again = await stub.Classify(classifier_pb2.ClassifyRequest(model=request.model, images=images), timeout=30)
+            assert len(again.results) == len(images)
+    finally:
+        await server.stop(grace=1.0)
+    for pid in pids:  # stopped with the server
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

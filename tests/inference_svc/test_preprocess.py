@@ -1,4 +1,5 @@
-"""Decoding in the worker pool: the model's own preprocessing definition, every image mode normalised."""
+"""Decoding in the worker pool, threads or processes: the model's own preprocessing definition, every image mode
+normalised, the same errors, deadlines and cancellations either way; and what only processes can do (die)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def runtime(model_store: Path) -> Iterator[TensorFlowRuntime]:
     yield TensorFlowRuntime(path, read_metadata(path))
 
 
+@pytest.fixture(params=["threads", "processes"])
+def pool(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def started(pre: Preprocessor) -> Preprocessor:
+    await pre.start()
+    return pre
+
+
 def large_photo(seed: int, width: int = 2048, height: int = 1536) -> bytes:
     """A 3-megapixel JPEG with smooth structure and sensor-like noise (decoded at 1/8 scale with draft)."""
     rng = np.random.default_rng(seed)
@@ -36,12 +47,12 @@ def large_photo(seed: int, width: int = 2048, height: int = 1536) -> bytes:
 
 
 async def test_the_default_decode_is_the_signature_s_and_full_decoding_is_opt_in(
-    runtime: TensorFlowRuntime, model_store: Path
+    runtime: TensorFlowRuntime, model_store: Path, pool: str
 ) -> None:
     photos = [large_photo(seed) for seed in range(3)]
     metrics = Metrics()
-    default = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), metrics=metrics)
-    full = Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=False)
+    default = await started(Preprocessor(2, DecodeLimits(max_pixels=10_000_000), metrics=metrics, pool=pool))
+    full = await started(Preprocessor(2, DecodeLimits(max_pixels=10_000_000), use_draft=False, pool=pool))
     try:
         served = await default.decode(photos, (SIZE, SIZE), "bilinear")
         finer = await full.decode(photos, (SIZE, SIZE), "bilinear")
@@ -79,8 +90,8 @@ def _mode_images() -> dict[str, bytes]:
     return out
 
 
-async def test_every_mode_becomes_rgb_at_the_model_size() -> None:
-    pre = Preprocessor(2)
+async def test_every_mode_becomes_rgb_at_the_model_size(pool: str) -> None:
+    pre = await started(Preprocessor(2, pool=pool))
     try:
         images = _mode_images()
         pixels = await pre.decode(list(images.values()), (SIZE, SIZE), "bilinear")
@@ -90,7 +101,7 @@ async def test_every_mode_becomes_rgb_at_the_model_size() -> None:
     assert pixels.min() >= 0 and pixels.max() <= 255
 
 
-async def test_exif_orientation_is_applied() -> None:
+async def test_exif_orientation_is_applied(pool: str) -> None:
     # A wide image stored with "rotate 90°" EXIF: the decoded picture is tall (left column becomes the top row).
     array = np.zeros((16, 32, 3), np.uint8)
     array[:, :16] = (255, 0, 0)  # left half red
@@ -99,7 +110,7 @@ async def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90° clockwise for display
     buf = io.BytesIO()
     image.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
-    pre = Preprocessor(1)
+    pre = await started(Preprocessor(1, pool=pool))
     try:
         (pixels,) = await pre.decode([buf.getvalue()], (32, 16), "bilinear")
     finally:
@@ -107,8 +118,8 @@ async def test_exif_orientation_is_applied() -> None:
     assert pixels[:8, :, 0].mean() > 200 and pixels[-8:, :, 0].mean() < 50  # red on top after rotation
 
 
-async def test_limits_and_queue_bound() -> None:
-    pre = Preprocessor(1, DecodeLimits(max_bytes=1000, max_pixels=100), max_queue=2)
+async def test_limits_and_queue_bound(pool: str) -> None:
+    pre = await started(Preprocessor(1, DecodeLimits(max_bytes=1000, max_pixels=100), max_queue=2, pool=pool))
     try:
         with pytest.raises(ImageTooLarge, match="1000 bytes"):
             await pre.decode([bytes(2000)], (SIZE, SIZE), "bilinear")
@@ -122,7 +133,7 @@ async def test_limits_and_queue_bound() -> None:
         pre.close()
 
 
-async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone() -> None:
+async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone(pool: str) -> None:
     import asyncio
     import time
 
@@ -130,7 +141,9 @@ async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone() -
 
     metrics = Metrics()
     # One worker, kept busy by a full decode of a 3-megapixel photo (tens of milliseconds).
-    pre = Preprocessor(1, DecodeLimits(max_pixels=10_000_000), use_draft=False, metrics=metrics)
+    pre = await started(
+        Preprocessor(1, DecodeLimits(max_pixels=10_000_000), use_draft=False, metrics=metrics, pool=pool)
+    )
     small = encode(np.zeros((20, 20, 3), np.uint8), "PNG")
     try:
         busy = asyncio.ensure_future(pre.decode([large_photo(0)], (SIZE, SIZE), "bilinear"))
@@ -155,3 +168,45 @@ async def test_images_are_not_decoded_after_their_deadline_or_caller_is_gone() -
     assert (
         dropped("tfic_inference_dropped_total", {"stage": "decode", "reason": "cancelled"}) == 2
     )  # both images of the cancelled request
+
+
+async def test_a_decode_process_that_dies_fails_its_images_and_is_replaced() -> None:
+    import asyncio
+    import os
+    import signal
+
+    from inference_svc.decode_processes import DecodeProcessError
+
+    pre = await started(Preprocessor(1, DecodeLimits(max_pixels=10_000_000), use_draft=False, pool="processes"))
+    small = encode(np.zeros((20, 20, 3), np.uint8), "PNG")
+    try:
+        (pid,) = pre.process_ids
+        busy = asyncio.ensure_future(pre.decode([large_photo(0)], (SIZE, SIZE), "bilinear"))
+        await wait_until(lambda: pre._queued == 1, 10, "the photo sent to the worker", interval=0)
+        os.kill(pid, signal.SIGKILL)  # what a decoder crash looks like from the server
+        with pytest.raises(DecodeProcessError, match=f"decode process {pid} exited"):
+            await busy
+        await wait_until(lambda: pre.process_ids != [pid], 30, "a new decode process")
+        after = await pre.decode([small], (SIZE, SIZE), "bilinear")
+    finally:
+        pre.close()
+    assert after.shape == (1, SIZE, SIZE, 3)
+
+
+async def test_decode_processes_take_the_data_plane_priority_and_exit_with_the_pool() -> None:
+    import os
+
+    pre = await started(Preprocessor(2, pool="processes", priority=(7, True)))
+    try:
+        pids = pre.process_ids
+        assert len(pids) == 2
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [min(19, own + 7)] * 2
+        assert [os.sched_getscheduler(pid) for pid in pids] == [os.SCHED_IDLE] * 2
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the server's own threads are not touched
+        await pre.decode([encode(np.zeros((8, 8, 3), np.uint8))], (SIZE, SIZE), "bilinear")
+    finally:
+        pre.close()
+    for pid in pids:  # close() waits for them: no orphans
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
