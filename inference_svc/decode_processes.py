@@ -137,7 +137,7 @@ class DecodeProcesses:
                 }
             ),
         ]
-        # Its own session: a terminal's Ctrl-C goes to the server, which stops the workers by closing their sockets.
+        # Its own session: a terminal's Ctrl-C reaches the server only, which then stops the workers (close()).
         process = subprocess.Popen(command, pass_fds=[theirs.fileno()], start_new_session=True)
         theirs.close()
         priority.lower_process(process.pid, self._niceness, self._idle)
