@@ -38,6 +38,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ PIXELS, ERROR, EXPIRED = 0, 1, 2  # EXPIRED: the deadline had passed when the wo
 # idles between jobs while the rest stay in the server, where they can still be dropped.
 DEPTH = 2
 _QUICK_DEATH_SECONDS = 1.0
+_RETRY_SECONDS = 5.0
 _EXPIRED = "the request's deadline passed while it waited to be decoded"
 
 
@@ -165,7 +167,7 @@ class DecodeProcesses:
     def _pump(self) -> None:
         """Send waiting jobs to the least busy workers with room, dropping those nobody waits for any more."""
         while self._waiting:
-            live = [w for w in self._workers if w.transport is not None]
+            live = [w for w in self._workers if w.transport is not None and not w.transport.is_closing()]
             worker = min(live, key=lambda w: len(w.in_flight), default=None)
             if worker is None or worker.transport is None or len(worker.in_flight) >= DEPTH:
                 return
@@ -187,13 +189,19 @@ class DecodeProcesses:
     def _answered(self, worker: _Worker, job_id: int, status: int, seconds: float, payload: bytes) -> None:
         job = worker.in_flight.pop(job_id, None)
         if job is not None and not job.future.done():
-            if status == PIXELS:
-                job.future.set_result((np.frombuffer(payload, dtype=np.uint8).reshape(job.shape), seconds))
-            elif status == EXPIRED:
-                self._drop("deadline")
-                job.future.set_exception(DeadlineExceeded(_EXPIRED))
-            else:
-                job.future.set_exception(_error_from_json(payload))
+            try:
+                if status == PIXELS:
+                    job.future.set_result((np.frombuffer(payload, dtype=np.uint8).reshape(job.shape), seconds))
+                elif status == EXPIRED:
+                    self._drop("deadline")
+                    job.future.set_exception(DeadlineExceeded(_EXPIRED))
+                else:
+                    job.future.set_exception(_error_from_json(payload))
+            except Exception as exc:  # a reply that does not fit its job: the caller must still get an answer
+                log.exception("decode process %d sent a reply that does not fit job %d", worker.process.pid, job_id)
+                job.future.set_exception(
+                    DecodeProcessError(f"decode process {worker.process.pid} replied badly: {exc}")
+                )
         self._pump()
 
     def _lost(self, worker: _Worker) -> None:
@@ -217,10 +225,19 @@ class DecodeProcesses:
         log.error("decode process %d (pid %d) exited with %s; starting another", worker.index, worker.process.pid, code)
         if time.monotonic() - worker.started < _QUICK_DEATH_SECONDS:
             await asyncio.sleep(_QUICK_DEATH_SECONDS)  # one that cannot start must not spin
-        if self._closed:
+        while not self._closed:
+            try:
+                fresh = await self._spawn(worker.index)
+            except OSError:  # out of processes or file descriptors: try again, the slot must not stay dead
+                log.exception("cannot start decode process %d; retrying in %.0f s", worker.index, _RETRY_SECONDS)
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            if self._closed:  # closed while it started: it is not in the pool, so stop it here
+                self._stop([fresh])
+                return
+            self._workers[worker.index] = fresh
+            self._pump()
             return
-        self._workers[worker.index] = await self._spawn(worker.index)
-        self._pump()
 
     def close(self) -> None:
         """Stop the workers and cancel what is still waiting.
@@ -236,12 +253,18 @@ class DecodeProcesses:
             if not job.future.done():
                 job.future.cancel()
         self._waiting.clear()
-        for worker in self._workers:
+        # A replacement still starting is not cancelled (it could leave its process behind): it sees the pool
+        # closed and stops that process itself.
+        self._stop(self._workers)
+
+    @staticmethod
+    def _stop(workers: list[_Worker]) -> None:
+        for worker in workers:
             if worker.transport is not None:
                 worker.transport.abort()
             with contextlib.suppress(ProcessLookupError):
                 worker.process.terminate()
-        for worker in self._workers:
+        for worker in workers:  # SIGTERM ends them at once: this waits milliseconds, not seconds
             try:
                 worker.process.wait(5)
             except subprocess.TimeoutExpired:
@@ -312,6 +335,8 @@ def serve(sock: socket.socket, limits: DecodeLimits, use_draft: bool) -> None:
         try:
             pixels = decode_resize(data, (height, width), name, limits, use_draft)
         except Exception as exc:  # every failure goes back to the caller, named
+            if not isinstance(exc, TficError):
+                traceback.print_exc()  # a bug, not a bad image: the server's log must have it
             payload = _error_to_json(exc)
             sock.sendall(REPLY.pack(job_id, ERROR, time.perf_counter() - start, len(payload)) + payload)
             continue

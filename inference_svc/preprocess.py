@@ -48,8 +48,10 @@ class Preprocessor:
         self._processes: DecodeProcesses | None = None
         if pool == "processes":
             self._processes = DecodeProcesses(workers, limits, use_draft, *priority, on_drop=self._count_dropped)
-        else:
+        elif pool == "threads":
             self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
+        else:
+            raise ValueError(f"unknown decode pool {pool!r}: threads or processes")
         self._queued = 0  # images submitted and not finished; touched on the event loop only
 
     async def start(self) -> None:

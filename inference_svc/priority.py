@@ -79,8 +79,8 @@ def _lower(tid: int, niceness: int | None = None, idle: bool | None = None) -> b
 
 
 def lower_process(pid: int, niceness: int, idle: bool) -> None:
-    """A single-threaded child process (a decode worker) at the given data-plane priority, set by its parent so
-    it holds from the child's first instruction (for a process's main thread, tid = pid)."""
+    """A single-threaded child process (a decode worker) at the given data-plane priority, set by its parent as
+    soon as the process exists, before it has served anything (for a process's main thread, tid = pid)."""
     _lower(pid, niceness, idle)
 
 

@@ -161,11 +161,13 @@ class InferenceServer:
         server = aio.server(interceptors=interceptors, options=grpc_options(s))
         # The generated add_*_to_server functions take anything with the two add_* methods; the recorder keeps
         # the handlers the extra accepters serve.
-        recorder = cast(aio.Server, HandlerRecorder(server))
+        handlers = HandlerRecorder(server)
+        recorder = cast(aio.Server, handlers)
         classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(self.predictor, self.metrics), recorder)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.predictor, self.metrics), recorder
         )
+        handlers.register(ADMITTED)  # TensorFlow Serving's stubs register generic handlers only
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
         model_control_pb2_grpc.add_ModelControlServicer_to_server(ModelControlServicer(self.repository), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -199,7 +201,7 @@ class InferenceServer:
         await self.preprocessor.start()  # before the first call can arrive
         await server.start()
         self._server = server
-        self.accepters.start(server, cast(HandlerRecorder, recorder).registered, ADMITTED, interceptors)
+        self.accepters.start(server, handlers.registered, ADMITTED, interceptors)
         how = security.describe(s.tls_cert, s.tls_client_ca, s.auth_token)
         metrics = f"http://{metrics_host}:{self.metrics_port}/metrics" if self.metrics_port is not None else "off"
         # On stderr whatever the log level, as the gateway does: scripts and `tfic up` wait for this line.

@@ -17,6 +17,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from inference_svc.admission import ADMITTED
 from inference_svc.server import InferenceServer
 from tests.inference_svc.support import MODEL, GatedFactory, encode, gated_server, random_image, wait_until
 from tfic.errors import ResourceExhausted
@@ -144,15 +145,25 @@ async def test_extra_accepters_take_the_calls_a_burst_brings_and_the_server_stop
             stub = classifier_pb2_grpc.ClassifierStub(channel)
             burst = [asyncio.ensure_future(stub.Classify(classify(), timeout=30)) for _ in range(LIMIT + 4)]
             await wait_until(lambda: server.admission.in_flight == LIMIT, what="the limit's calls to be admitted")
+            await wait_until(lambda: refused("Classify", server) == 4, what="the rest of the burst to be refused")
             runtime.gate.set()
             outcomes = await asyncio.gather(*burst, return_exceptions=True)
+            # TensorFlow Serving's Predict too, although its stubs register only generic handlers.
+            predictor = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            before = server.accepters.accepted
+            answers = await asyncio.gather(*(predictor.Predict(predict(), timeout=30) for _ in range(LIMIT)))
+            assert all(a.outputs for a in answers)
+            predicted_by_accepters = server.accepters.accepted - before
         codes = sorted("OK" if not isinstance(o, grpc.RpcError) else o.code().name for o in outcomes)
         assert codes == ["OK"] * LIMIT + ["RESOURCE_EXHAUSTED"] * 4  # the same answers however they are accepted
         if depth:
             # gRPC's own loop holds one request in the core and the accepters four more: most of a burst is theirs.
             assert server.accepters.accepted >= 2
+            assert sorted(server.accepters.methods) == sorted(ADMITTED)
+            # One of the two may take gRPC's own request; the other is an accepter's.
+            assert predicted_by_accepters >= 1
         else:
-            assert server.accepters.accepted == 0
+            assert server.accepters.accepted == 0 and server.accepters.methods == ()
     # Leaving the context stopped the server with the accepters' requests still outstanding in the core: the
     # shutdown failed them, and every accepter ended.
     await wait_until(lambda: not server.accepters._tasks, 10, "the accepters to end")

@@ -4,6 +4,7 @@ normalised, the same errors, deadlines and cancellations either way; and what on
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,6 +194,7 @@ async def test_a_decode_process_that_dies_fails_its_images_and_is_replaced() -> 
     assert after.shape == (1, SIZE, SIZE, 3)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-process SCHED_IDLE is Linux's")
 async def test_decode_processes_take_the_data_plane_priority_and_exit_with_the_pool() -> None:
     import os
 
