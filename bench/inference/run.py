@@ -56,12 +56,15 @@ def json_lines(args: list[str], timeout: float) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def inference_server(base: Path, model: str, flags: list[str], root: Path = ROOT) -> Iterator[tuple[str, str]]:
+def inference_server(
+    base: Path, model: str, flags: list[str], root: Path = ROOT, entry: Sequence[str] = ("-m", "inference_svc")
+) -> Iterator[tuple[str, str]]:
     """``python -m inference_svc`` on free ports; yields (HOST:PORT, metrics URL) once the model is SERVING.
 
-    ``root``: the source tree to run it from (another checkout, to compare with, side by side).
+    ``root``: the source tree to run it from (another checkout, to compare with, side by side); ``entry``: what
+    to run instead of ``-m inference_svc`` (an instrumented wrapper that takes its arguments).
     """
-    command = [PYTHON, "-m", "inference_svc", "--log-level", "info", "--model-base-path", str(base)]
+    command = [PYTHON, *entry, "--log-level", "info", "--model-base-path", str(base)]
     command += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--drain-seconds", "0", *flags]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=_env(root), cwd=root)
     try:
