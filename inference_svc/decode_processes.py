@@ -72,10 +72,10 @@ class DecodeProcessError(RuntimeError):
 @dataclass
 class _Job:
     id: int
-    frame: bytes
+    frame: tuple[bytes, ...]  # header, interpolation name, image: written as they are, never joined
     deadline: float | None
-    future: asyncio.Future[tuple[np.ndarray, float]]
-    shape: tuple[int, int, int]
+    future: asyncio.Future[None]
+    out: np.ndarray  # where the pixels go, [height, width, 3] uint8
 
 
 @dataclass
@@ -90,7 +90,8 @@ class _Worker:
 class DecodeProcesses:
     """``await start()``, then ``submit`` on the event loop; ``close`` stops the workers.
 
-    ``on_drop(reason)`` is called for a job dropped before any worker saw it (:func:`cancel_reason`'s).
+    ``on_drop(reason)`` is called for a job dropped before any worker saw it (:func:`cancel_reason`'s),
+    ``on_decoded(seconds)`` for each image decoded, with the worker's decode time.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class DecodeProcesses:
         niceness: int = 0,
         idle: bool = False,
         on_drop: Callable[[str], None] | None = None,
+        on_decoded: Callable[[float], None] | None = None,
     ) -> None:
         self.size = max(1, workers)
         self._limits = limits
@@ -108,6 +110,7 @@ class DecodeProcesses:
         self._niceness = niceness
         self._idle = idle
         self._on_drop = on_drop
+        self._on_decoded = on_decoded
         self._workers: list[_Worker] = []
         self._waiting: deque[_Job] = deque()
         self._next_id = 0
@@ -149,17 +152,15 @@ class DecodeProcesses:
         log.debug("decode process %d started (pid %d)", index, process.pid)
         return worker
 
-    def submit(
-        self, data: bytes, size: tuple[int, int], interpolation: str, deadline: float | None
-    ) -> asyncio.Future[tuple[np.ndarray, float]]:
-        """The pixels of ``data`` at ``size`` = (height, width) and the seconds their decode took."""
+    def submit(self, data: bytes, interpolation: str, out: np.ndarray, deadline: float | None) -> asyncio.Future[None]:
+        """Decode ``data`` into ``out`` ([height, width, 3] uint8), as the thread pool's ``decode_one`` does."""
         if self._closed or self._loop is None:
             raise RuntimeError("the decode processes are not running")
         self._next_id += 1
         name = interpolation.encode()
-        height, width = size
+        height, width, _ = out.shape
         header = REQUEST.pack(self._next_id, deadline or 0.0, height, width, len(name), len(data))
-        job = _Job(self._next_id, header + name + data, deadline, self._loop.create_future(), (height, width, 3))
+        job = _Job(self._next_id, (header, name, data), deadline, self._loop.create_future(), out)
         self._waiting.append(job)
         self._pump()
         return job.future
@@ -169,8 +170,9 @@ class DecodeProcesses:
         while self._waiting:
             live = [w for w in self._workers if w.transport is not None and not w.transport.is_closing()]
             worker = min(live, key=lambda w: len(w.in_flight), default=None)
-            if worker is None or worker.transport is None or len(worker.in_flight) >= DEPTH:
+            if worker is None or len(worker.in_flight) >= DEPTH:
                 return
+            assert worker.transport is not None  # one of the live
             job = self._waiting.popleft()
             if job.future.done():  # cancelled by its caller
                 self._drop(cancel_reason(job.deadline))
@@ -180,7 +182,7 @@ class DecodeProcesses:
                 job.future.set_exception(DeadlineExceeded(_EXPIRED))
                 continue
             worker.in_flight[job.id] = job
-            worker.transport.write(job.frame)
+            worker.transport.writelines(job.frame)
 
     def _drop(self, reason: str) -> None:
         if self._on_drop is not None:
@@ -191,7 +193,10 @@ class DecodeProcesses:
         if job is not None and not job.future.done():
             try:
                 if status == PIXELS:
-                    job.future.set_result((np.frombuffer(payload, dtype=np.uint8).reshape(job.shape), seconds))
+                    job.out[...] = np.frombuffer(payload, dtype=np.uint8).reshape(job.out.shape)
+                    if self._on_decoded is not None:
+                        self._on_decoded(seconds)
+                    job.future.set_result(None)
                 elif status == EXPIRED:
                     self._drop("deadline")
                     job.future.set_exception(DeadlineExceeded(_EXPIRED))

@@ -47,7 +47,9 @@ class Preprocessor:
         self._pool: WorkerPool | None = None
         self._processes: DecodeProcesses | None = None
         if pool == "processes":
-            self._processes = DecodeProcesses(workers, limits, use_draft, *priority, on_drop=self._count_dropped)
+            self._processes = DecodeProcesses(
+                workers, limits, use_draft, *priority, on_drop=self._count_dropped, on_decoded=self._observe_decode
+            )
         elif pool == "threads":
             self._pool = WorkerPool(workers, "tfic-decode", on_skip=self._count_cancelled)
         else:
@@ -91,8 +93,7 @@ class Preprocessor:
             raise DeadlineExceeded("the request's deadline passed while it waited to be decoded")
         start = time.perf_counter()
         out[...] = decode_resize(data, size, interpolation, self.limits, self.use_draft)
-        if self._metrics is not None:
-            self._metrics.decode_seconds.observe(time.perf_counter() - start)
+        self._observe_decode(time.perf_counter() - start)
 
     async def decode(
         self, images: Sequence[bytes], size: tuple[int, int], interpolation: str, deadline: float | None = None
@@ -118,21 +119,16 @@ class Preprocessor:
                 )
         height, width = size
         out = np.empty((n, height, width, 3), dtype=np.uint8)
-        if self._processes is not None:
-            return await self._decode_in_processes(self._processes, images, size, interpolation, deadline, out)
-        assert self._pool is not None
         self._queued += n
         try:
-            futures = [
-                self._pool.submit(self.decode_one, data, size, interpolation, out[i], deadline)
-                for i, data in enumerate(images)
-            ]
+            futures = [self._submit(data, size, interpolation, out[i], deadline) for i, data in enumerate(images)]
             if n == 1:
                 try:
                     await futures[0]
                 except TficError as exc:
                     raise _named(0, 1, exc) from None
                 return out
+            # Cancelling the gather cancels the jobs: those still waiting for a worker are never decoded.
             results = await asyncio.gather(*futures, return_exceptions=True)
         finally:
             self._queued -= n
@@ -143,33 +139,18 @@ class Preprocessor:
                 raise result
         return out
 
-    async def _decode_in_processes(
-        self,
-        processes: DecodeProcesses,
-        images: Sequence[bytes],
-        size: tuple[int, int],
-        interpolation: str,
-        deadline: float | None,
-        out: np.ndarray,
-    ) -> np.ndarray:
-        n = len(images)
-        self._queued += n
-        try:
-            futures = [processes.submit(data, size, interpolation, deadline) for data in images]
-            # Cancelling the gather cancels the jobs: those still waiting in the server are never sent.
-            results = await asyncio.gather(*futures, return_exceptions=True)
-        finally:
-            self._queued -= n
-        for i, result in enumerate(results):
-            if isinstance(result, BaseException):
-                if isinstance(result, TficError):
-                    raise _named(i, n, result) from None
-                raise result
-            pixels, seconds = result
-            out[i] = pixels
-            if self._metrics is not None:
-                self._metrics.decode_seconds.observe(seconds)
-        return out
+    def _submit(
+        self, data: bytes, size: tuple[int, int], interpolation: str, out: np.ndarray, deadline: float | None
+    ) -> asyncio.Future[None]:
+        """One image to whichever pool there is; the future resolves once ``out`` holds its pixels."""
+        if self._processes is not None:
+            return self._processes.submit(data, interpolation, out, deadline)
+        assert self._pool is not None
+        return self._pool.submit(self.decode_one, data, size, interpolation, out, deadline)
+
+    def _observe_decode(self, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.decode_seconds.observe(seconds)
 
     def close(self) -> None:
         if self._pool is not None:
