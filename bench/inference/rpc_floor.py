@@ -8,6 +8,10 @@ each request costs in the server process (from ``/proc``) and in the load genera
 
     python -m bench.inference.rpc_floor --images bench/inference/.work/images --concurrency 1,16
 
+``--hold-ms 0,4,8,16`` gives each call that much work, on a worker thread (busy, not asleep) while the event
+loop waits, as a batch runs: what a call costs above its work when the machine's other threads sleep
+meanwhile (their wake-ups), the floor under the server's latency at one client (docs/benchmarks.md).
+
 :mod:`bench.inference.run` compares the result with the in-process limit: a server reaching a
 fraction F of that limit must fit F × limit requests/s of RPC work *and* F × limit images/s of decode
 and inference into the machine's cores.
@@ -16,6 +20,7 @@ and inference into the machine's cores.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -35,13 +40,16 @@ from tfic.v1 import classifier_pb2, classifier_pb2_grpc
 
 
 class _NoOpClassifier(classifier_pb2_grpc.ClassifierServicer):
-    def __init__(self) -> None:
+    def __init__(self, hold_ms: float = 0.0) -> None:
+        self.hold = hold_ms / 1e3
         result = classifier_pb2.Classification(
             probabilities=[0.9], labels=["a"], label_indices=[0], predicted_label="a", predicted_index=0
         )
         self.response = classifier_pb2.ClassifyResponse(model_name="floor", model_version=1, results=[result])
 
     async def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        if self.hold:  # a worker thread busy for the work's time, the loop idle meanwhile: as a batch runs
+            await asyncio.get_running_loop().run_in_executor(None, _spin, self.hold)
         return self.response
 
     # The floor measures Classify alone; the other methods exist because the servicer's base declares them.
@@ -52,9 +60,16 @@ class _NoOpClassifier(classifier_pb2_grpc.ClassifierServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the RPC floor serves Classify only")
 
 
-async def _serve() -> None:
+def _spin(seconds: float) -> None:
+    """Busy, not asleep: the core stays awake, as it does while a model runs."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def _serve(hold_ms: float) -> None:
     server = aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    classifier_pb2_grpc.add_ClassifierServicer_to_server(_NoOpClassifier(), server)
+    classifier_pb2_grpc.add_ClassifierServicer_to_server(_NoOpClassifier(hold_ms), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)
@@ -71,10 +86,11 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(images: Sequence[bytes], concurrency: Sequence[int], seconds: float) -> list[dict[str, Any]]:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.inference.rpc_floor", "--serve"], stdout=subprocess.PIPE, text=True
-    )
+async def measure(
+    images: Sequence[bytes], concurrency: Sequence[int], seconds: float, hold_ms: float = 0.0
+) -> list[dict[str, Any]]:
+    command = [sys.executable, "-m", "bench.inference.rpc_floor", "--serve", "--hold-ms", str(hold_ms)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         target = f"127.0.0.1:{int(child.stdout.readline())}"
@@ -95,6 +111,8 @@ async def measure(images: Sequence[bytes], concurrency: Sequence[int], seconds: 
                         "concurrency": c,
                         "requests_per_second": result.throughput,
                         "p50_ms": result.p50_ms,
+                        "hold_ms": hold_ms,
+                        "p50_over_hold_ms": result.p50_ms - hold_ms,
                         "server_cpu_ms_per_request": server_ms,
                         "client_cpu_ms_per_request": client_ms,
                         "seconds": elapsed,
@@ -112,16 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, help="directory of *.jpg files sent round-robin")
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--hold-ms",
+        default="0",
+        help="comma-separated: each call holds a worker thread busy this long (the model's time), one server each",
+    )
     args = parser.parse_args(argv)
     if args.serve:
-        uvloop.run(_serve())  # as the inference service runs by default
+        uvloop.run(_serve(float(args.hold_ms)))  # as the inference service runs by default
         return 0
     if args.images is None:
         parser.error("--images is required")
     images = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
     if not images:
         parser.error(f"{args.images} holds no *.jpg files")
-    rows = uvloop.run(measure(images, [int(c) for c in args.concurrency.split(",")], args.seconds))
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows = [
+        row
+        for hold in args.hold_ms.split(",")
+        for row in uvloop.run(measure(images, levels, args.seconds, float(hold)))
+    ]
     print(json.dumps({"rows": rows}), flush=True)
     return 0
 
